@@ -1,0 +1,1 @@
+"""refinenet_ros: Light-Weight RefineNet semantic segmentation for ROS 2."""
