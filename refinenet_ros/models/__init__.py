@@ -4,6 +4,8 @@ Inputs are float NCHW RGB tensors scaled to [0, 1] and normalised with ImageNet 
 (:data:`IMAGENET_MEAN`, :data:`IMAGENET_STD`); outputs are logits at the model's
 ``output_stride`` (``ceil(H/s) x ceil(W/s)``).
 """
+import torch
+
 from .checkpoint import (CheckpointError, from_official_layout, load_checkpoint,
                          num_classes_in, read_state_dict, to_official_layout)
 from .fuse import fuse_for_inference
@@ -20,6 +22,13 @@ MODEL_BUILDERS = {
     "rf_lw101": rf_lw101,
     "rf_lw152": rf_lw152,
 }
+
+
+def normalize_images(images, dtype=torch.float32):
+    """uint8 (or 0-255 float) NCHW RGB -> ImageNet-normalised ``dtype`` tensor, on its device."""
+    mean = torch.tensor(IMAGENET_MEAN, device=images.device, dtype=torch.float32).view(1, 3, 1, 1) * 255
+    std = torch.tensor(IMAGENET_STD, device=images.device, dtype=torch.float32).view(1, 3, 1, 1) * 255
+    return ((images.float() - mean) / std).to(dtype)
 
 
 def available_archs():
@@ -60,6 +69,6 @@ def count_parameters(model):
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "MODEL_BUILDERS", "CheckpointError", "available_archs",
     "count_parameters", "create_model", "fuse_for_inference", "from_official_layout",
-    "load_checkpoint", "load_imagenet_encoder", "num_classes_in", "read_state_dict",
+    "load_checkpoint", "load_imagenet_encoder", "normalize_images", "num_classes_in", "read_state_dict",
     "to_official_layout",
 ]

@@ -82,7 +82,7 @@ def _init_decoder(*modules):
     for module in modules:
         for m in module.modules():
             if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.normal_(m.weight, std=0.01)  # as upstream; larger inits blow up the CRP sums
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 

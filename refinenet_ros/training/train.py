@@ -1,0 +1,253 @@
+"""``refinenet-train``: train a segmentation model from ``image label`` list files.
+
+Resumable (``OUT/last.pth`` every epoch), seeded, CPU or CUDA, bf16 autocast on CPUs,
+fp16 with loss scaling on CUDA. Encoder and decoder learning rates differ by
+``--encoder-lr-mult`` (0.1, as in the Light-Weight RefineNet paper).
+"""
+import argparse
+import json
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .. import metrics
+from ..models import available_archs, create_model, load_imagenet_encoder, normalize_images
+from .data import SegmentationDataset, class_weights, cosine_factor, poly_factor, worker_seed
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="refinenet-train", description=__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--train-list", required=True, help="list file of 'IMAGE LABEL' lines")
+    p.add_argument("--val-list", help="validation list file (mIoU per --val-every epochs)")
+    p.add_argument("--arch", default="mbv2", choices=available_archs())
+    p.add_argument("--num-classes", type=int, required=True)
+    p.add_argument("--ignore-index", type=int, default=255)
+    p.add_argument("--encoder-weights", default="none",
+                   help="torchvision ImageNet state_dict file, 'imagenet' (download), or 'none'")
+    p.add_argument("--out", required=True, help="output folder for checkpoints and log")
+    p.add_argument("--epochs", type=int, default=80)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--crop", type=int, nargs=2, default=(240, 320), metavar=("H", "W"))
+    p.add_argument("--scale", type=float, nargs=2, default=(0.5, 2.0), metavar=("MIN", "MAX"))
+    p.add_argument("--no-flip", action="store_true")
+    p.add_argument("--color-jitter", type=float, default=0.2)
+    p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
+    p.add_argument("--lr", type=float, default=5e-3, help="decoder learning rate")
+    p.add_argument("--encoder-lr-mult", type=float, default=0.1)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=1e-5)
+    p.add_argument("--schedule", choices=("poly", "cosine"), default="poly")
+    p.add_argument("--warmup-iters", type=int, default=0)
+    p.add_argument("--freeze-bn", action="store_true", help="keep BatchNorm statistics and affine fixed")
+    p.add_argument("--class-weights", choices=("none", "auto"), default="none",
+                   help="'auto': inverse sqrt class frequency of the training labels")
+    p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default="auto")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-every", type=int, default=1)
+    p.add_argument("--max-iters", type=int, default=0, help="stop after this many iterations (tests)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def resolve_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast_dtype(amp, device):
+    if amp == "off":
+        return None
+    if amp == "auto":
+        return torch.float16 if device.type == "cuda" else torch.bfloat16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def set_bn_frozen(model):
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad_(False)
+
+
+def build_optimizer(model, args):
+    encoder = [p for p in model.encoder.parameters() if p.requires_grad]
+    encoder_ids = {id(p) for p in model.encoder.parameters()}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in encoder_ids]
+    groups = [{"params": encoder, "lr": args.lr * args.encoder_lr_mult, "base_lr": args.lr * args.encoder_lr_mult},
+              {"params": rest, "lr": args.lr, "base_lr": args.lr}]
+    if args.optimizer == "sgd":
+        return torch.optim.SGD(groups, momentum=args.momentum, weight_decay=args.weight_decay)
+    return torch.optim.AdamW(groups, weight_decay=args.weight_decay)
+
+
+def lr_factor(args, iteration, total):
+    if args.warmup_iters and iteration < args.warmup_iters:
+        return (iteration + 1) / args.warmup_iters
+    fn = poly_factor if args.schedule == "poly" else cosine_factor
+    return fn(iteration, total)
+
+
+@torch.no_grad()
+def evaluate(model, loader, num_classes, ignore_index, device, amp_dtype):
+    """Confusion matrix at each label's own resolution (bilinear logits upsampling)."""
+    model.eval()
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    for images, labels in loader:
+        images = normalize_images(images.to(device)).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(images)
+        logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
+        confusion += metrics.confusion_matrix(labels, logits.argmax(1).cpu(), num_classes, ignore_index)
+    return confusion
+
+
+def save_atomic(obj, path):
+    tmp = path + ".tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    device = resolve_device(args.device)
+    amp_dtype = autocast_dtype(args.amp, device)
+
+    model = create_model(args.arch, args.num_classes)
+    if args.encoder_weights == "imagenet":
+        _load_torchvision_imagenet(model, args.arch)
+    elif args.encoder_weights != "none":
+        load_imagenet_encoder(model, args.encoder_weights)
+    model.to(device).to(memory_format=torch.channels_last)
+    if args.freeze_bn:
+        set_bn_frozen(model)
+
+    train_set = SegmentationDataset(args.train_list, crop=args.crop, scale=args.scale,
+                                    flip=not args.no_flip, color_jitter=args.color_jitter,
+                                    ignore_index=args.ignore_index, limit=args.limit)
+    generator = torch.Generator().manual_seed(args.seed)
+    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=True,
+                              num_workers=args.workers, worker_init_fn=worker_seed, generator=generator,
+                              persistent_workers=args.workers > 0, pin_memory=device.type == "cuda")
+    if len(train_loader) == 0:
+        sys.exit(f"refinenet-train: {len(train_set)} images are fewer than one batch of {args.batch_size}")
+    val_loader = None
+    if args.val_list:
+        val_set = SegmentationDataset(args.val_list, ignore_index=args.ignore_index)
+        val_loader = DataLoader(val_set, batch_size=1, num_workers=min(args.workers, 1))
+    weights = None
+    if args.class_weights == "auto":
+        weights = class_weights(train_set, args.num_classes, args.ignore_index).to(device)
+    criterion = nn.CrossEntropyLoss(weight=weights, ignore_index=args.ignore_index)
+    optimizer = build_optimizer(model, args)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+
+    total_iters = args.epochs * len(train_loader)
+    if args.max_iters:
+        total_iters = min(total_iters, args.max_iters)
+    start_epoch, iteration, best = 0, 0, -1.0
+    last_path = os.path.join(args.out, "last.pth")
+    if os.path.exists(last_path):
+        state = torch.load(last_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, iteration, best = state["epoch"], state["iteration"], state["best_miou"]
+        torch.set_rng_state(state["torch_rng"])
+        print(f"resumed from {last_path} at epoch {start_epoch}", flush=True)
+
+    log_path = os.path.join(args.out, "log.jsonl")
+    for epoch in range(start_epoch, args.epochs):
+        if iteration >= total_iters:
+            break
+        model.train()
+        if args.freeze_bn:
+            set_bn_frozen(model)
+        losses, started = [], time.time()
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=args.no_progress,
+                   dynamic_ncols=True, file=sys.stdout)
+        for images, labels in bar:
+            factor = lr_factor(args, iteration, total_iters)
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * factor
+            images = normalize_images(images.to(device, non_blocking=True)).contiguous(
+                memory_format=torch.channels_last)
+            labels = labels.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                logits = model(images)
+            logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear",
+                                   align_corners=False)
+            loss = criterion(logits, labels)
+            if not torch.isfinite(loss):
+                sys.exit(f"refinenet-train: loss became {loss.item()} at iteration {iteration}; "
+                         f"lower --lr (last good checkpoint: {last_path})")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            losses.append(loss.item())
+            iteration += 1
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", lr=f"{optimizer.param_groups[1]['lr']:.2e}")
+            if iteration >= total_iters:
+                break
+        record = {"epoch": epoch + 1, "iteration": iteration, "loss": float(np.mean(losses)),
+                  "seconds": round(time.time() - started, 1)}
+        last_epoch = epoch + 1 == args.epochs or iteration >= total_iters
+        if val_loader is not None and ((epoch + 1) % args.val_every == 0 or last_epoch):
+            result = metrics.scores(evaluate(model, val_loader, args.num_classes, args.ignore_index,
+                                             device, amp_dtype))
+            record.update(val_miou=result["miou"], val_pixel_accuracy=result["pixel_accuracy"],
+                          val_iou=result["iou"])
+            print(f"epoch {epoch + 1}: loss {record['loss']:.4f}  val mIoU {100 * result['miou']:.2f}%  "
+                  f"pixel acc {100 * result['pixel_accuracy']:.2f}%", flush=True)
+            if result["miou"] > best:
+                best = result["miou"]
+                save_atomic({"model": model.state_dict(), "arch": args.arch, "epoch": epoch + 1,
+                             "val_miou": best}, os.path.join(args.out, "best.pth"))
+        else:
+            print(f"epoch {epoch + 1}: loss {record['loss']:.4f}", flush=True)
+        save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
+                     "iteration": iteration, "best_miou": best, "arch": args.arch,
+                     "torch_rng": torch.get_rng_state()}, last_path)
+        with open(log_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+    final = {"model": model.state_dict(), "arch": args.arch, "num_classes": args.num_classes}
+    save_atomic(final, os.path.join(args.out, "final.pth"))
+    print(f"done: {iteration} iterations; weights in {os.path.join(args.out, 'final.pth')}", flush=True)
+    return 0
+
+
+def _load_torchvision_imagenet(model, arch):
+    """Download torchvision's IMAGENET1K_V1 weights (needs a connected machine)."""
+    from torchvision import models as tvm
+    weights = {"mbv2": tvm.MobileNet_V2_Weights.IMAGENET1K_V1, "rf_lw50": tvm.ResNet50_Weights.IMAGENET1K_V1,
+               "rf_lw101": tvm.ResNet101_Weights.IMAGENET1K_V1,
+               "rf_lw152": tvm.ResNet152_Weights.IMAGENET1K_V1}[arch]
+    state_dict = weights.get_state_dict(progress=True)
+    path = os.path.join(torch.hub.get_dir(), f"{arch}_imagenet_state_dict.pth")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    torch.save(state_dict, path)
+    load_imagenet_encoder(model, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
