@@ -1,0 +1,135 @@
+"""sensor_msgs/Image <-> numpy, and CameraInfo scaling: the node's only place that knows
+the message layouts.
+
+Semantics follow cv_bridge (not installable here): ``step`` and ``is_bigendian`` are
+honoured, generic encodings are OpenCV's (``8UC3`` is BGR, ``8UC4`` BGRA), mono16 becomes
+8 bit by dropping the low byte. Receiving is zero-copy (``np.frombuffer`` on the message
+buffer); sending assigns ``bytes`` to ``msg.data`` (assigning an ndarray is ~100x slower).
+"""
+import sys
+
+import numpy as np
+from sensor_msgs.msg import CameraInfo, Image
+
+# encoding -> (dtype, channels, channel order as seen by the network's RGB input)
+ENCODINGS = {
+    "rgb8": (np.uint8, 3, "rgb"),
+    "bgr8": (np.uint8, 3, "bgr"),
+    "rgba8": (np.uint8, 4, "rgba"),
+    "bgra8": (np.uint8, 4, "bgra"),
+    "mono8": (np.uint8, 1, "mono"),
+    "mono16": (np.uint16, 1, "mono"),
+    "8UC1": (np.uint8, 1, "mono"),
+    "8UC3": (np.uint8, 3, "bgr"),
+    "8UC4": (np.uint8, 4, "bgra"),
+    "16UC1": (np.uint16, 1, "mono"),
+}
+SUPPORTED_ENCODINGS = tuple(ENCODINGS)
+_NATIVE_BIG_ENDIAN = sys.byteorder == "big"
+
+
+class ImageConversionError(ValueError):
+    """A sensor_msgs/Image that cannot be decoded; the message says why."""
+
+
+def image_to_numpy(msg):
+    """View of ``msg``'s pixels as an ``H x W x C`` array (``H x W`` for one channel).
+
+    No copy when the data is in native byte order; rows may be strided when ``step`` has padding.
+    Raises :class:`ImageConversionError` for an unsupported encoding, an empty image, a ``step``
+    too small for the width, or data of the wrong length.
+    """
+    if msg.encoding not in ENCODINGS:
+        raise ImageConversionError(
+            f"unsupported encoding {msg.encoding!r} (supported: {', '.join(SUPPORTED_ENCODINGS)})")
+    dtype, channels, _ = ENCODINGS[msg.encoding]
+    height, width, step = msg.height, msg.width, msg.step
+    if height == 0 or width == 0:
+        raise ImageConversionError(f"empty image ({width}x{height})")
+    dtype = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
+    row_bytes = width * channels * dtype.itemsize
+    if step < row_bytes:
+        raise ImageConversionError(
+            f"step {step} is smaller than width {width} x {channels * dtype.itemsize} bytes per pixel = {row_bytes}")
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    if data.size != step * height:
+        raise ImageConversionError(
+            f"data is {data.size} bytes, expected step {step} x height {height} = {step * height}"
+            + (" (truncated)" if data.size < step * height else ""))
+    shape = (height, width, channels) if channels > 1 else (height, width)
+    strides = (step, channels * dtype.itemsize, dtype.itemsize)[:len(shape)]
+    array = np.ndarray(shape, dtype=dtype, buffer=data, strides=strides)
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    return array
+
+
+def image_to_rgb(msg):
+    """``H x W x 3`` uint8 RGB (contiguous) for the network, from any supported encoding."""
+    array = image_to_numpy(msg)
+    order = ENCODINGS[msg.encoding][2]
+    if array.dtype.itemsize == 2:  # mono16: keep the high byte, as cv_bridge's 16 -> 8 bit
+        array = (array >> 8).astype(np.uint8)
+    if order == "mono":
+        return np.repeat(array[:, :, None], 3, axis=2)
+    if order in ("bgr", "bgra"):
+        return np.ascontiguousarray(array[:, :, 2::-1])
+    return np.ascontiguousarray(array[:, :, :3])
+
+
+def numpy_to_image(array, encoding, header=None):
+    """A sensor_msgs/Image holding ``array`` (``H x W`` or ``H x W x C``) with ``encoding``."""
+    if encoding not in ENCODINGS:
+        raise ImageConversionError(f"unsupported encoding {encoding!r}")
+    dtype, channels, _ = ENCODINGS[encoding]
+    array = np.asarray(array)
+    got_channels = 1 if array.ndim == 2 else array.shape[2]
+    if array.ndim not in (2, 3) or got_channels != channels or array.dtype != dtype:
+        raise ImageConversionError(
+            f"{encoding} needs {channels} channel(s) of {np.dtype(dtype).name}, "
+            f"got shape {array.shape} of {array.dtype}")
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = array.shape[:2]
+    msg.encoding = encoding
+    msg.is_bigendian = int(_NATIVE_BIG_ENDIAN)
+    msg.step = msg.width * channels * array.dtype.itemsize
+    msg.data = np.ascontiguousarray(array).tobytes()
+    return msg
+
+
+def scale_camera_info(info, width, height, header=None):
+    """A copy of ``info`` for the same image resized to ``width`` x ``height``.
+
+    ROI and binning are folded into K and P first (the result describes the resized image
+    itself, binning 1, no ROI); the scaling maps pixel centres the way half-pixel-centred
+    resizes do (cv2.resize, F.interpolate with align_corners=False): u' = (u + 0.5) s - 0.5.
+    """
+    bin_x, bin_y = max(info.binning_x, 1), max(info.binning_y, 1)
+    roi = info.roi
+    has_roi = roi.width > 0 and roi.height > 0
+    in_width = (roi.width if has_roi else info.width) / bin_x
+    in_height = (roi.height if has_roi else info.height) / bin_y
+    if in_width <= 0 or in_height <= 0:
+        raise ImageConversionError(f"camera_info has no size ({info.width}x{info.height})")
+    # full-resolution pixel -> received-image pixel: subtract ROI offset, then bin
+    off_x, off_y = (roi.x_offset, roi.y_offset) if has_roi else (0, 0)
+    scale_x, scale_y = width / in_width / bin_x, height / in_height / bin_y
+    shift_x = (0.5 - off_x) * scale_x - 0.5
+    shift_y = (0.5 - off_y) * scale_y - 0.5
+    # u' = scale_x * u + shift_x applied to the rows of K and P: row0 = s*row0 + shift*row2
+    out = CameraInfo()
+    out.header = header if header is not None else info.header
+    out.width, out.height = int(width), int(height)
+    out.distortion_model = info.distortion_model
+    out.d = list(info.d)
+    out.r = list(info.r)
+    k = np.array(info.k, dtype=np.float64).reshape(3, 3)
+    p = np.array(info.p, dtype=np.float64).reshape(3, 4)
+    for matrix in (k, p):
+        matrix[0] = scale_x * matrix[0] + shift_x * matrix[2]
+        matrix[1] = scale_y * matrix[1] + shift_y * matrix[2]
+    out.k = k.ravel().tolist()
+    out.p = p.ravel().tolist()
+    return out
