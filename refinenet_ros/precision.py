@@ -1,0 +1,71 @@
+"""Device and numeric precision choice for the engine (pure functions, no ROS).
+
+``"auto"`` precision is fp16 on CUDA and, on a CPU, bf16 only where the CPU computes bf16
+natively (AMX-BF16 or AVX512-BF16). Elsewhere, e.g. an AVX2-only EPYC, bf16 is emulated and
+about 10x slower than fp32, so auto picks fp32 there.
+"""
+import torch
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+FAST_BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The CPU feature flags listed in ``cpuinfo`` (empty where it cannot be read)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def select_precision(requested, device_type, flags=None):
+    """Resolve ``"auto"`` to a concrete precision name; validate explicit ones.
+
+    ``flags`` are CPU feature flags (read from /proc/cpuinfo when None), used for CPUs only.
+    """
+    if requested != "auto" and requested not in PRECISIONS:
+        raise ValueError(f"unknown precision {requested!r}; choose auto, {', '.join(PRECISIONS)}")
+    if requested != "auto":
+        return requested
+    if device_type == "cuda":
+        return "fp16"
+    if flags is None:
+        flags = cpu_flags()
+    return "bf16" if FAST_BF16_CPU_FLAGS & set(flags) else "fp32"
+
+
+def resolve_device(device):
+    """``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` -> a usable :class:`torch.device`."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'auto', 'cpu' or 'cuda:0', got {device!r}")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        resolved = None
+    if resolved is None or resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if resolved.type == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available "
+                         f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); use device='cpu'")
+    index = torch.cuda.current_device() if resolved.index is None else resolved.index
+    if index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r} requested but only {torch.cuda.device_count()} CUDA "
+                         f"device(s) exist")
+    return torch.device("cuda", index)
+
+
+def check_precision_supported(precision, device):
+    """Raise ValueError for a precision the device cannot run."""
+    if device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"precision 'bf16' is not supported on {torch.cuda.get_device_name(device)}; "
+                         f"use 'fp16' or 'fp32'")
