@@ -28,3 +28,128 @@ def imagenet_mbv2_weights():
     if not path.is_file():
         pytest.skip(f"ImageNet MobileNet-v2 weights not found at {path}")
     return path
+
+
+# --- ROS process helpers (launch/image_source/demo tests) ---------------------------------
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+
+def _console_scripts():
+    """name -> "module:function" from setup.py's console_scripts, read without running setup.py."""
+    import ast
+
+    tree = ast.parse((REPO_ROOT / "setup.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values):
+                if isinstance(key, ast.Constant) and key.value == "console_scripts":
+                    entries = ast.literal_eval(value)
+                    return dict(tuple(part.strip() for part in e.split("=", 1)) for e in entries)
+    raise AssertionError("setup.py declares no console_scripts")
+
+
+@pytest.fixture(scope="session")
+def console_scripts():
+    return _console_scripts()
+
+
+@pytest.fixture
+def ros_processes(console_scripts):
+    """start(script, args, domain_id) runs a console script of this package from the source tree
+    (what the installed script runs) as a real process; all are stopped with SIGINT at the end."""
+    started = []
+
+    def start(script, args=(), domain_id=44, env=None):
+        module, function = console_scripts[script].split(":")
+        code = f"import sys; from {module} import {function}; sys.exit({function}())"
+        full_env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED="1",
+                        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+        full_env.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(REPO_ROOT / "config" / "fastdds.xml"))
+        full_env.update(env or {})
+        process = subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO_ROOT, env=full_env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.send_signal(2)
+    for process in started:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class TopicRecorder:
+    """Real rclpy subscriptions on a private context and domain, spun in a background thread."""
+
+    def __init__(self, domain_id):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node("test_recorder", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.messages = {}
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self):
+        while self.context.ok():
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except Exception:  # context shut down mid-spin
+                break
+
+    def record(self, msg_type, topic, reliable=False):
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
+        self.messages[topic] = []
+
+        def callback(msg, topic=topic):
+            with self.lock:
+                self.messages[topic].append(msg)
+
+        self.node.create_subscription(msg_type, topic, callback, qos)
+
+    def wait_for(self, topic, count, timeout, processes=()):
+        """Waits until ``count`` messages arrived on ``topic``; fails early if a process died."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if len(self.messages[topic]) >= count:
+                    return list(self.messages[topic])
+            for process in processes:
+                if process.poll() is not None and process.returncode != 0:
+                    raise AssertionError(f"process exited with {process.returncode}:\n{process.stdout.read()}")
+            time.sleep(0.05)
+        with self.lock:
+            return list(self.messages[topic])
+
+    def close(self):
+        self.context.try_shutdown()
+        self.thread.join(timeout=5)
+        self.executor.shutdown()
+
+
+@pytest.fixture
+def topic_recorder():
+    recorders = []
+
+    def make(domain_id):
+        recorders.append(TopicRecorder(domain_id))
+        return recorders[-1]
+
+    yield make
+    for recorder in recorders:
+        recorder.close()

@@ -1,0 +1,291 @@
+"""image_source: publish sensor_msgs/Image (+ CameraInfo) from a video, an image folder, a
+rosbag2 recording (sqlite3 or mcap) or a V4L2 camera.
+
+    image_source --source street.avi --rate 0 --loop          # the video's own timing, looped
+    image_source --source frames/ --rate 5 --frame-id cam0
+    image_source --source my_bag/ --bag-topic /cam/image_raw  # bag timing, stamps restamped
+    image_source --source /dev/video0                         # or --source 0
+    image_source --ros-args -p source:=street.avi -r image_raw:=/cam0/image_raw
+
+Frames go to ``topic`` (default ``image_raw``) and a CameraInfo with the frame size (zeroed
+intrinsics: uncalibrated) to the sibling ``camera_info``. Every CLI flag is also a ROS parameter
+(``--frame-id`` is ``frame_id``); ``--ros-args -p`` wins over a flag.
+"""
+import argparse
+import pathlib
+import posixpath
+import sys
+import time
+
+import cv2
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
+from rclpy.utilities import remove_ros_args
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+BAG_IMAGE_TYPES = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": CompressedImage}
+FOLDER_RATE_HZ = 10.0  # an image folder has no timing of its own
+
+# name: (type, default, help). Declared as ROS parameters and offered as --flags.
+PARAMETERS = {
+    "source": (str, "", "video file, image folder, rosbag2 folder/file, /dev/videoN or camera index"),
+    "topic": (str, "image_raw", "image topic; CameraInfo goes to the sibling 'camera_info'"),
+    "frame_id": (str, "camera", "header.frame_id of the published messages"),
+    "rate": (float, 0.0, "Hz; 0 = the source's own timing (video fps, bag stamps, folder 10 Hz, "
+                         "camera as delivered); negative = as fast as possible"),
+    "loop": (bool, False, "start again at the end of a file, folder or bag"),
+    "max_frames": (int, 0, "stop after this many frames (0 = no limit)"),
+    "width": (int, 0, "resize frames to this width (0 = native; cameras: requested capture size)"),
+    "height": (int, 0, "resize frames to this height (0 = native)"),
+    "bag_topic": (str, "", "image topic to replay from a bag (default: its first image topic)"),
+    "restamp": (bool, True, "stamp bag frames with the current time (false: keep recorded stamps)"),
+    "wait_for_subscribers": (int, 0, "wait until this many subscribers are matched before starting"),
+    "reliable": (bool, False, "reliable QoS instead of best effort (sensor data)"),
+}
+
+
+class SourceError(RuntimeError):
+    """A source that cannot be opened or read, with the path and reason."""
+
+
+def _source_kind(source):
+    if source.isdigit() or source.startswith("/dev/video"):
+        return "camera"
+    path = pathlib.Path(source)
+    if not path.exists():
+        raise SourceError(f"source {source!r} does not exist (expected a video file, image folder, "
+                          "rosbag2 folder or file, /dev/videoN or a camera index)")
+    if path.is_dir():
+        if (path / "metadata.yaml").is_file():
+            return "bag"
+        return "folder"
+    if path.suffix in {".db3", ".mcap"}:
+        return "bag"
+    return "video"
+
+
+def _folder_frames(folder):
+    files = sorted(p for p in pathlib.Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise SourceError(f"image folder {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    for path in files:
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if frame is None:
+            raise SourceError(f"cannot decode image {path}")
+        yield frame, None
+
+
+def _capture_frames(capture, name, camera):
+    if not capture.isOpened():
+        raise SourceError(f"OpenCV cannot open {name}")
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                if camera:
+                    raise SourceError(f"camera {name} stopped delivering frames")
+                return
+            # A camera paces itself; a video file carries its own presentation time.
+            yield frame, None if camera else capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+    finally:
+        capture.release()
+
+
+def _camera_frames(source, width, height):
+    device = int(source) if source.isdigit() else source
+    capture = cv2.VideoCapture(device, cv2.CAP_V4L2)
+    if width and height:
+        capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+        capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+    return _capture_frames(capture, f"camera {source}", camera=True)
+
+
+def _bag_frames(path, topic):
+    """Yields sensor_msgs/Image messages (CompressedImage is decoded) and their bag time."""
+    from rosbags.highlevel import AnyReader, AnyReaderError
+
+    path = pathlib.Path(path)
+    try:
+        with AnyReader([path.parent if path.is_file() else path]) as reader:
+            images = [c for c in reader.connections if c.msgtype in BAG_IMAGE_TYPES]
+            if topic:
+                images = [c for c in images if c.topic == topic]
+            if not images:
+                found = sorted(f"{c.topic} ({c.msgtype})" for c in reader.connections)
+                wanted = f"topic {topic!r} of type " if topic else ""
+                raise SourceError(f"bag {path} has no {wanted}sensor_msgs Image/CompressedImage "
+                                  f"topic; it has: {', '.join(found) or 'nothing'}")
+            connection = images[0]
+            for _, stamp_ns, raw in reader.messages(connections=[connection]):
+                msg = deserialize_message(raw, BAG_IMAGE_TYPES[connection.msgtype])
+                if isinstance(msg, CompressedImage):
+                    frame = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR)
+                    if frame is None:
+                        raise SourceError(f"bag {path}: undecodable CompressedImage ({msg.format})")
+                    msg = _image_msg(frame, msg.header)
+                yield msg, stamp_ns / 1e9
+    except AnyReaderError as error:
+        raise SourceError(f"cannot read bag {path}: {error}") from error
+
+
+def open_frames(source, bag_topic="", width=0, height=0):
+    """The frame generator for ``source``: yields (bgr ndarray or Image msg, time in s or None)."""
+    kind = _source_kind(source)
+    if kind == "camera":
+        return _camera_frames(source, width, height)
+    if kind == "folder":
+        return _folder_frames(source)
+    if kind == "bag":
+        return _bag_frames(source, bag_topic)
+    return _capture_frames(cv2.VideoCapture(source), f"video {source}", camera=False)
+
+
+def _image_msg(bgr, header=None):
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = bgr.shape[:2]
+    msg.encoding = "bgr8"
+    msg.step = msg.width * 3
+    msg.data = np.ascontiguousarray(bgr).tobytes()  # bytes: assigning an ndarray is ~100x slower
+    return msg
+
+
+def _resize(msg, width, height):
+    """Resizes a bag image (any 8-bit 1/3/4-channel encoding) to width x height."""
+    channels = msg.step // msg.width if msg.width else 0
+    if channels not in (1, 3, 4) or msg.step != msg.width * channels:
+        return msg  # padded rows or 16-bit data: publish unchanged rather than guess
+    pixels = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, channels)
+    resized = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)
+    msg.height, msg.width, msg.step = height, width, width * channels
+    msg.data = resized.tobytes()
+    return msg
+
+
+class ImageSource(Node):
+    def __init__(self, defaults=None):
+        super().__init__("image_source")
+        defaults = defaults or {}
+        for name, (_, default, _) in PARAMETERS.items():
+            self.declare_parameter(name, defaults.get(name, default))
+        self.params = {name: self.get_parameter(name).value for name in PARAMETERS}
+        if not self.params["source"]:
+            raise SourceError("no source given: pass --source PATH or -p source:=PATH")
+        if (self.params["width"] > 0) != (self.params["height"] > 0):
+            raise SourceError("set both width and height (or neither)")
+        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE if self.params["reliable"]
+                         else ReliabilityPolicy.BEST_EFFORT)
+        topic = self.params["topic"]
+        self.image_pub = self.create_publisher(Image, topic, qos)
+        self.info_pub = self.create_publisher(CameraInfo, posixpath.join(posixpath.dirname(topic), "camera_info"), qos)
+        self.kind = _source_kind(self.params["source"])
+        self.published = 0  # in total
+        self.played = 0  # in the current pass over the source
+
+    def wait_for_subscribers(self):
+        wanted = self.params["wait_for_subscribers"]
+        if wanted > 0:
+            self.get_logger().info(f"waiting for {wanted} subscriber(s) on {self.image_pub.topic_name}")
+            while rclpy.ok() and self.image_pub.get_subscription_count() < wanted:
+                time.sleep(0.05)
+
+    def run(self):
+        """Publishes frames until the source ends (and loop is off), max_frames or shutdown."""
+        p = self.params
+        self.get_logger().info(f"publishing {p['source']} on {self.image_pub.topic_name}")
+        while rclpy.ok():
+            frames = open_frames(p["source"], p["bag_topic"], p["width"], p["height"])
+            if not self._play(frames):
+                return
+            if not p["loop"]:
+                self.get_logger().info(f"end of {p['source']} after {self.published} frames")
+                return
+
+    def _play(self, frames):
+        """One pass over a source; False when publishing should stop for good."""
+        rate, max_frames = self.params["rate"], self.params["max_frames"]
+        start_wall = first_time = None
+        self.played = 0
+        for frame, source_time in frames:
+            if not rclpy.ok() or (max_frames and self.published >= max_frames):
+                return False
+            now = time.monotonic()
+            if start_wall is None:
+                start_wall, first_time = now, source_time or 0.0
+            due = self._due_time(rate, start_wall, source_time, first_time)
+            if due > now:
+                time.sleep(due - now)
+            self.publish(frame)
+        return rclpy.ok() and not (max_frames and self.published >= max_frames)
+
+    def _due_time(self, rate, start_wall, source_time, first_time):
+        """When (time.monotonic) the next frame of this pass is due."""
+        if rate < 0 or (rate == 0 and self.kind == "camera"):
+            return 0.0
+        if rate > 0 or source_time is None:
+            return start_wall + self.played / (rate or FOLDER_RATE_HZ)
+        return start_wall + (source_time - first_time)
+
+    def publish(self, frame):
+        p = self.params
+        if isinstance(frame, Image):
+            msg = frame
+            if p["width"] and (msg.width, msg.height) != (p["width"], p["height"]):
+                msg = _resize(msg, p["width"], p["height"])
+        else:
+            if p["width"] and frame.shape[:2] != (p["height"], p["width"]):
+                frame = cv2.resize(frame, (p["width"], p["height"]), interpolation=cv2.INTER_AREA)
+            msg = _image_msg(frame)
+        if not isinstance(frame, Image) or p["restamp"]:
+            msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = p["frame_id"]
+        info = CameraInfo(header=msg.header, height=msg.height, width=msg.width,
+                          distortion_model="plumb_bob")
+        self.image_pub.publish(msg)
+        self.info_pub.publish(info)
+        self.published += 1
+        self.played += 1
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="image_source", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, (kind, default, help_text) in PARAMETERS.items():
+        flag = "--" + name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, type=kind, default=None, help=f"{help_text} (default: {default!r})")
+    args = parser.parse_args(argv)
+    return {name: value for name, value in vars(args).items() if value is not None}
+
+
+def main(argv=None):
+    argv = sys.argv if argv is None else argv
+    defaults = parse_args(remove_ros_args(argv)[1:])
+    rclpy.init(args=argv)
+    node = None
+    try:
+        node = ImageSource(defaults)
+        node.wait_for_subscribers()
+        node.run()
+    except SourceError as error:
+        print(f"image_source: {error}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
