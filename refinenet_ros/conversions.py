@@ -11,6 +11,8 @@ import sys
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 
+from .palette import to_rgb
+
 # encoding -> (dtype, channels, channel order as seen by the network's RGB input)
 ENCODINGS = {
     "rgb8": (np.uint8, 3, "rgb"),
@@ -65,16 +67,18 @@ def image_to_numpy(msg):
 
 
 def image_to_rgb(msg):
-    """``H x W x 3`` uint8 RGB (contiguous) for the network, from any supported encoding."""
-    array = image_to_numpy(msg)
-    order = ENCODINGS[msg.encoding][2]
-    if array.dtype.itemsize == 2:  # mono16: keep the high byte, as cv_bridge's 16 -> 8 bit
-        array = (array >> 8).astype(np.uint8)
-    if order == "mono":
-        return np.repeat(array[:, :, None], 3, axis=2)
-    if order in ("bgr", "bgra"):
-        return np.ascontiguousarray(array[:, :, 2::-1])
-    return np.ascontiguousarray(array[:, :, :3])
+    """``H x W x 3`` uint8 RGB for the network, from any supported encoding."""
+    return pixels_to_rgb(image_to_numpy(msg), msg.encoding)
+
+
+def pixels_to_rgb(pixels, encoding):
+    """RGB from the :func:`image_to_numpy` view of an ``encoding`` image (rgb8 comes back
+    as is, without a copy)."""
+    if pixels.dtype.itemsize == 2:  # mono16: keep the high byte, as cv_bridge's 16 -> 8 bit
+        pixels = (pixels >> 8).astype(np.uint8)
+    order = ENCODINGS[encoding][2]
+    return to_rgb(pixels, {"rgb": "rgb8", "bgr": "bgr8", "rgba": "rgba8", "bgra": "bgra8",
+                           "mono": "mono8"}[order])
 
 
 def numpy_to_image(array, encoding, header=None):

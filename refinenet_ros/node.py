@@ -1,0 +1,241 @@
+"""The ROS 2 segmentation node: camera images in, labels / colour / overlay / confidence out.
+
+Subscription callbacks only validate a frame (zero-copy) and leave it in its camera's slot;
+one inference thread takes the pending frames of all cameras as a batch, runs the Segmenter
+and publishes each result with the input's exact header. Nothing is computed for outputs
+nobody subscribes to. Parameters: config/params.yaml; topics and diagnostics: docs/node.md.
+
+    ros2 run refinenet_ros segmentation_node --ros-args --params-file config/params.yaml
+"""
+import copy
+import sys
+import threading
+import time
+
+import cv2
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+
+from .conversions import (ImageConversionError, image_to_numpy, numpy_to_image, pixels_to_rgb,
+                          scale_camera_info)
+from .engine import Segmenter, overlay
+from .node_batching import FrameSlots, PendingFrame
+from .node_diagnostics import NodeStats
+from .node_params import (Settings, check_value, check_values, declare_parameters, read_list_file,
+                          sibling_topic)
+
+NODE_NAME = "segmentation_node"
+OUTPUTS = ("labels", "color", "overlay", "confidence")
+ERROR_LOG_PERIOD_S = 5.0
+# Outputs are reliable so both reliable (RViz) and best-effort subscribers can connect.
+OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class StartupError(RuntimeError):
+    """The node cannot start with its parameters; the message says which and why."""
+
+
+class Camera:
+    """One input topic: its subscriptions, output publishers and latest camera_info."""
+
+    def __init__(self, node, index, topic, qos):
+        self.index, self.topic = index, topic
+        self.info = None
+        self.publishers = {name: node.create_publisher(Image, sibling_topic(topic, f"segmentation/{name}"),
+                                                       OUTPUT_QOS) for name in OUTPUTS}
+        self.info_publisher = node.create_publisher(
+            CameraInfo, sibling_topic(topic, "segmentation/camera_info"), OUTPUT_QOS)
+        node.create_subscription(Image, topic, lambda msg: node.on_image(self, msg), qos)
+        node.create_subscription(CameraInfo, sibling_topic(topic, "camera_info"), self.on_info, qos)
+
+    def on_info(self, msg):
+        self.info = msg
+
+    def wanted_outputs(self, settings):
+        """The outputs that are enabled and have subscribers."""
+        enabled = {"labels": True, "color": settings.publish_color,
+                   "overlay": settings.publish_overlay, "confidence": settings.publish_confidence}
+        return {name for name in OUTPUTS
+                if enabled[name] and self.publishers[name].get_subscription_count() > 0}
+
+    def publish(self, message, rgb, result, outputs, settings):
+        header = message.header
+        height, width = result.labels.shape
+        if "labels" in outputs:
+            encoding = "mono8" if result.labels.dtype == np.uint8 else "mono16"
+            self.publishers["labels"].publish(numpy_to_image(result.labels, encoding, header))
+        if "color" in outputs:
+            self.publishers["color"].publish(numpy_to_image(result.color, "rgb8", header))
+        if "overlay" in outputs:
+            if rgb.shape[:2] != (height, width):  # output_resolution: network
+                rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+            blend = overlay(np.ascontiguousarray(rgb), result.color, settings.overlay_alpha)
+            self.publishers["overlay"].publish(numpy_to_image(blend, "rgb8", header))
+        if "confidence" in outputs and result.confidence is not None:
+            confidence = (result.confidence * 255.0 + 0.5).astype(np.uint8)
+            self.publishers["confidence"].publish(numpy_to_image(confidence, "mono8", header))
+        info = self.info
+        if info is not None and self.info_publisher.get_subscription_count() > 0:
+            if (height, width) == (message.height, message.width):
+                info = copy.copy(info)
+                info.header = header
+            else:
+                info = scale_camera_info(info, width, height, header)
+            self.info_publisher.publish(info)
+
+
+class SegmentationNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        self._values = declare_parameters(self)
+        reason = check_values(self._values)
+        if reason:
+            raise StartupError(reason)
+        self._settings = Settings.from_values(self._values)
+        self.segmenter = self._build_segmenter()
+        topics = self._values["image_topics"]
+        qos = qos_profile_sensor_data if self._values["qos"] == "sensor_data" else \
+            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        self._slots = FrameSlots(len(topics))
+        self._stats = NodeStats(topics)
+        self._error_logged = {}  # (camera, reason) -> monotonic time of the last log
+        self.cameras = [Camera(self, i, topic, qos) for i, topic in enumerate(topics)]
+        self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(self._values["diagnostics_period"], self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
+        self._thread.start()
+        seg = self.segmenter
+        self.get_logger().info(
+            f"segmenting {', '.join(topics)} with {seg.arch} ({seg.num_classes} classes, {seg.backend}) "
+            f"on {seg.device} in {seg.precision}, batches of up to {self._settings.max_batch_size}")
+
+    def _build_segmenter(self):
+        values = self._values
+        try:
+            palette = read_list_file(values["palette"], "palette") if values["palette"] else None
+            names = read_list_file(values["class_names"], "class_names") if values["class_names"] else None
+            return Segmenter(arch=values["arch"], weights=values["weights"],
+                             num_classes=values["num_classes"] or None, device=values["device"],
+                             precision=values["precision"], input_size=self._settings.input_size,
+                             palette=palette, class_names=names)
+        except Exception as exc:  # noqa: BLE001 - any model-loading failure is a start-up error
+            raise StartupError(f"cannot load the model (arch={values['arch']!r}, "
+                               f"weights={values['weights']!r}): {exc}") from exc
+
+    # -- receiving (executor thread) ------------------------------------------------------
+    def on_image(self, camera, msg):
+        self._stats.received(camera.index)
+        if not camera.wanted_outputs(self._settings):
+            self._slots.discard(camera.index)  # nobody listens: no inference at all
+            return
+        try:
+            pixels = image_to_numpy(msg)
+        except ImageConversionError as exc:
+            self._bad_frame(camera, str(exc))
+            return
+        self._slots.put(PendingFrame(camera.index, msg, pixels))
+
+    def _bad_frame(self, camera, reason):
+        self._stats.bad_frame(camera.index, reason)
+        now = time.monotonic()
+        key = (camera.index, reason)
+        if now - self._error_logged.get(key, -ERROR_LOG_PERIOD_S) >= ERROR_LOG_PERIOD_S:
+            if len(self._error_logged) > 256:
+                self._error_logged.clear()
+            self._error_logged[key] = now
+            self.get_logger().error(f"{camera.topic}: skipping frame: {reason} "
+                                    f"(logged at most every {ERROR_LOG_PERIOD_S:.0f} s)")
+
+    # -- inference (inference thread) ------------------------------------------------------
+    def _inference_loop(self):
+        while not self._stopping.is_set():
+            settings = self._settings
+            frames = self._slots.take(settings.max_batch_size, settings.batch_timeout_s)
+            if not frames:
+                continue
+            try:
+                self._process(frames, settings)
+            except Exception as exc:  # noqa: BLE001 - keep serving; reported on /diagnostics
+                if self._stopping.is_set() or not self.context.ok():
+                    return
+                reason = f"inference failed: {type(exc).__name__}: {exc}"
+                self._stats.last_inference_error = reason[:500]
+                self._bad_frame(self.cameras[frames[0].camera], reason)
+
+    def _process(self, frames, settings):
+        wanted = [(f, self.cameras[f.camera].wanted_outputs(settings)) for f in frames]
+        wanted = [(f, outputs) for f, outputs in wanted if outputs]  # subscribers may have left
+        if not wanted:
+            return
+        frames, outputs = zip(*wanted)
+        images = [pixels_to_rgb(f.pixels, f.message.encoding) for f in frames]
+        if self.segmenter.input_size != settings.input_size:
+            self.segmenter.input_size = settings.input_size
+        start = time.perf_counter()
+        results = self.segmenter.segment(images, output_resolution=settings.output_resolution,
+                                         with_confidence=any("confidence" in o for o in outputs))
+        self._stats.batch(len(frames), (time.perf_counter() - start) * 1000.0)
+        for frame, rgb, result, wanted in zip(frames, images, results, outputs):
+            self.cameras[frame.camera].publish(frame.message, rgb, result, wanted, settings)
+            self._stats.published(frame.camera, frame.received)
+
+    # -- parameters and diagnostics (executor thread) ---------------------------------------
+    def _on_set_parameters(self, parameters):
+        values = dict(self._values)
+        for parameter in parameters:
+            reason = check_value(parameter.name, parameter.value) if parameter.name in values else None
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+            values[parameter.name] = parameter.value
+        settings = Settings.from_values(values)
+        if settings.input_size != self._settings.input_size and self.segmenter.backend == "onnx":
+            return SetParametersResult(successful=False,
+                                       reason="the ONNX backend's input size is fixed at start-up")
+        if (values["input_width"] > 0) != (values["input_height"] > 0):
+            self.get_logger().info("input_width and input_height are used once both are > 0; "
+                                   "frames run at their native size until then")
+        self._values, self._settings = values, settings
+        return SetParametersResult(successful=True)
+
+    def _publish_diagnostics(self):
+        seg = self.segmenter
+        self._diagnostics.publish(self._stats.report(
+            self.get_fully_qualified_name(), self._slots.dropped(), str(seg.device), seg.precision, seg.arch))
+
+    def destroy_node(self):
+        self._stopping.set()
+        self._slots.close()
+        self._thread.join(timeout=10.0)
+        return super().destroy_node()
+
+
+def main(args=None):
+    """Console script ``segmentation_node``; returns the exit code (0 on SIGINT/SIGTERM)."""
+    rclpy.init(args=args)
+    node, code = None, 0
+    try:
+        node = SegmentationNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (StartupError, ParameterException) as exc:  # bad parameters: say which, no traceback
+        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
+        code = 1
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Newest-frame-per-camera slots feeding the inference thread (no ROS imports).
+
+Each camera has one slot: a new frame replaces the pending one (counted as dropped), so memory
+and latency stay bounded however fast the cameras publish. The inference thread takes up to
+``max_batch_size`` pending frames across cameras, oldest first, waiting at most ``timeout``
+after the first one for other cameras to fill the batch.
+"""
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class PendingFrame:
+    camera: int
+    message: object       # the sensor_msgs/Image, kept so its buffer outlives the pixel view
+    pixels: object        # H x W x C view of message.data (validated)
+    received: float = field(default_factory=time.monotonic)
+
+
+class FrameSlots:
+    def __init__(self, num_cameras):
+        self._slots = [None] * num_cameras
+        self._dropped = [0] * num_cameras
+        self._condition = threading.Condition()
+        self._closed = False
+
+    def put(self, frame):
+        """Store ``frame`` as its camera's pending frame; returns True if it replaced one."""
+        with self._condition:
+            replaced = self._slots[frame.camera] is not None
+            if replaced:
+                self._dropped[frame.camera] += 1
+            self._slots[frame.camera] = frame
+            self._condition.notify()
+        return replaced
+
+    def discard(self, camera):
+        """Drop ``camera``'s pending frame (nobody subscribes to its outputs any more)."""
+        with self._condition:
+            self._slots[camera] = None
+
+    def take(self, max_batch_size, timeout, idle_timeout=0.1):
+        """Up to ``max_batch_size`` pending frames, oldest first. Blocks until one is pending
+        (returns [] after ``idle_timeout`` or when closed), then waits up to ``timeout`` s for
+        the batch to fill with every camera that could still contribute."""
+        with self._condition:
+            if not self._condition.wait_for(lambda: self._closed or self._pending(), idle_timeout):
+                return []
+            wanted = min(max_batch_size, len(self._slots))
+            deadline = time.monotonic() + timeout
+            while not self._closed and self._pending() < wanted:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._condition.wait(remaining)
+            if self._closed:
+                return []
+            frames = sorted((f for f in self._slots if f is not None), key=lambda f: f.received)
+            frames = frames[:max_batch_size]
+            for frame in frames:
+                self._slots[frame.camera] = None
+            return frames
+
+    def dropped(self):
+        with self._condition:
+            return list(self._dropped)
+
+    def close(self):
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
+
+    def _pending(self):
+        return sum(frame is not None for frame in self._slots)

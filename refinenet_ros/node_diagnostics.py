@@ -1,0 +1,102 @@
+"""Per-camera and per-batch statistics of the segmentation node, reported on /diagnostics.
+
+Counters are written by the subscription callbacks and the inference thread and read by the
+diagnostics timer, under one lock; each report covers the period since the previous one and
+keeps a bounded number of latency samples, so memory never grows.
+"""
+import threading
+import time
+from collections import deque
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+MAX_SAMPLES = 4096  # latency / batch samples kept per period
+
+
+class _Camera:
+    def __init__(self, topic):
+        self.topic = topic
+        self.received = self.published = self.bad = 0
+        self.latencies = deque(maxlen=MAX_SAMPLES)
+        self.last_error = ""
+
+
+class NodeStats:
+    def __init__(self, topics):
+        self._lock = threading.Lock()
+        self._cameras = [_Camera(topic) for topic in topics]
+        self._batch_sizes = deque(maxlen=MAX_SAMPLES)
+        self._inference_ms = deque(maxlen=MAX_SAMPLES)
+        self._period_start = time.monotonic()
+        self.last_inference_error = ""
+
+    def received(self, camera):
+        with self._lock:
+            self._cameras[camera].received += 1
+
+    def bad_frame(self, camera, reason):
+        with self._lock:
+            self._cameras[camera].bad += 1
+            self._cameras[camera].last_error = reason
+
+    def published(self, camera, received_at):
+        latency_ms = (time.monotonic() - received_at) * 1000.0
+        with self._lock:
+            self._cameras[camera].published += 1
+            self._cameras[camera].latencies.append(latency_ms)
+
+    def batch(self, size, inference_ms):
+        with self._lock:
+            self._batch_sizes.append(size)
+            self._inference_ms.append(inference_ms)
+
+    def report(self, node_name, dropped, device, precision, arch):
+        """A DiagnosticArray for the period since the last report (and starts a new period)."""
+        now = time.monotonic()
+        with self._lock:
+            period = max(now - self._period_start, 1e-6)
+            self._period_start = now
+            statuses = [self._camera_status(node_name, camera, dropped[i], period, device)
+                        for i, camera in enumerate(self._cameras)]
+            batches = list(self._batch_sizes)
+            inference = list(self._inference_ms)
+            self._batch_sizes.clear()
+            self._inference_ms.clear()
+        engine = DiagnosticStatus(name=f"{node_name}: inference", hardware_id=device)
+        engine.level = DiagnosticStatus.ERROR if self.last_inference_error else DiagnosticStatus.OK
+        engine.message = self.last_inference_error or ("running" if batches else "idle (no frames or no subscribers)")
+        self.last_inference_error = ""
+        engine.values = _values(
+            device=device, precision=precision, arch=arch,
+            batches_per_s=len(batches) / period,
+            mean_batch_size=np.mean(batches) if batches else 0.0,
+            inference_ms_p50=_percentile(inference, 50), inference_ms_p99=_percentile(inference, 99))
+        array = DiagnosticArray(status=statuses + [engine])
+        return array
+
+    def _camera_status(self, node_name, camera, dropped, period, device):
+        latencies = list(camera.latencies)
+        status = DiagnosticStatus(name=f"{node_name}: {camera.topic}", hardware_id=device)
+        if camera.bad:
+            status.level = DiagnosticStatus.WARN
+            status.message = f"{camera.bad} bad frame(s) skipped: {camera.last_error}"
+        else:
+            status.level = DiagnosticStatus.OK
+            status.message = "ok" if camera.received else "no frames"
+        status.values = _values(
+            input_fps=camera.received / period, output_fps=camera.published / period,
+            dropped_frames_total=dropped, bad_frames=camera.bad,
+            latency_ms_p50=_percentile(latencies, 50), latency_ms_p99=_percentile(latencies, 99))
+        camera.received = camera.published = camera.bad = 0
+        camera.latencies.clear()
+        return status
+
+
+def _percentile(samples, q):
+    return float(np.percentile(samples, q)) if samples else 0.0
+
+
+def _values(**values):
+    return [KeyValue(key=key, value=f"{value:.2f}" if isinstance(value, float) else str(value))
+            for key, value in values.items()]
