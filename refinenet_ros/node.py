@@ -107,6 +107,7 @@ class SegmentationNode(Node):
         self._stats = NodeStats(topics)
         self._error_logged = {}  # (camera, reason) -> monotonic time of the last log
         self.cameras = [Camera(self, i, topic, qos) for i, topic in enumerate(topics)]
+        self.processed_frames = [0] * len(topics)  # per camera, since start-up
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self._values["diagnostics_period"], self._publish_diagnostics)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -162,8 +163,8 @@ class SegmentationNode(Node):
             frames = self._slots.take(settings.max_batch_size, settings.batch_timeout_s)
             if not frames:
                 continue
-            try:
-                self._process(frames, settings)
+            try:  # the settings now in force, not those from before the wait
+                self._process(frames, self._settings)
             except Exception as exc:  # noqa: BLE001 - keep serving; reported on /diagnostics
                 if self._stopping.is_set() or not self.context.ok():
                     return
@@ -187,6 +188,7 @@ class SegmentationNode(Node):
         for frame, rgb, result, wanted in zip(frames, images, results, outputs):
             self.cameras[frame.camera].publish(frame.message, rgb, result, wanted, settings)
             self._stats.published(frame.camera, frame.received)
+            self.processed_frames[frame.camera] += 1
 
     # -- parameters and diagnostics (executor thread) ---------------------------------------
     def _on_set_parameters(self, parameters):

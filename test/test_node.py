@@ -1,0 +1,248 @@
+"""The segmentation node in-process: real rclpy and Fast DDS on loopback (own domain, own
+context), a tiny random-init model on the CPU, frames published by a second node."""
+import threading
+import time
+
+import numpy as np
+import pytest
+import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+
+from refinenet_ros.conversions import image_to_numpy, numpy_to_image
+from refinenet_ros.models import create_model
+from refinenet_ros.node import SegmentationNode
+
+pytestmark = pytest.mark.ros
+DOMAIN_ID = 24
+NUM_CLASSES = 5
+CAMERAS = ("/cam_a", "/cam_b", "/cam_c")  # nothing ever subscribes to cam_c's outputs
+RNG = np.random.default_rng(0)
+
+
+class Client:
+    """Publishes frames and records what the node publishes."""
+
+    def __init__(self, context):
+        self.node = rclpy.create_node("node_test_client", context=context)
+        self.received = {}  # topic -> list of messages
+        self.lock = threading.Lock()
+        self.image_publishers = {ns: self.node.create_publisher(Image, f"{ns}/image_raw", qos_profile_sensor_data)
+                                 for ns in CAMERAS}
+        self.info_publishers = {ns: self.node.create_publisher(CameraInfo, f"{ns}/camera_info", 10)
+                                for ns in CAMERAS}
+        self.sequence = 0
+
+    def listen(self, topic, kind=Image):
+        self.received.setdefault(topic, [])
+        self.node.create_subscription(kind, topic, lambda msg: self._store(topic, msg), 10)
+
+    def _store(self, topic, msg):
+        with self.lock:
+            self.received[topic].append(msg)
+
+    def messages(self, topic):
+        with self.lock:
+            return list(self.received[topic])
+
+    def publish(self, namespace, pixels, encoding="rgb8"):
+        self.sequence += 1
+        msg = numpy_to_image(pixels, encoding)
+        msg.header.frame_id = f"{namespace[1:]}_optical"
+        msg.header.stamp.sec, msg.header.stamp.nanosec = 1000 + self.sequence, self.sequence
+        self.image_publishers[namespace].publish(msg)
+        return msg
+
+    def wait_for(self, topic, predicate, timeout=30.0, republish=None):
+        """The first message on ``topic`` matching ``predicate``, re-running ``republish``
+        every 0.5 s (frames sent before discovery completes are lost)."""
+        deadline = time.monotonic() + timeout
+        next_publish = 0.0
+        while time.monotonic() < deadline:
+            for msg in self.messages(topic):
+                if predicate(msg):
+                    return msg
+            if republish is not None and time.monotonic() >= next_publish:
+                republish()
+                next_publish = time.monotonic() + 0.5
+            time.sleep(0.02)
+        raise AssertionError(f"nothing matching on {topic} within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def ros(tmp_path_factory):
+    weights = tmp_path_factory.mktemp("weights") / "tiny.pth"
+    torch.save(create_model("mbv2", NUM_CLASSES).state_dict(), weights)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID)
+    node = SegmentationNode(context=context, parameter_overrides=[
+        Parameter("image_topics", value=[f"{ns}/image_raw" for ns in CAMERAS]),
+        Parameter("weights", value=str(weights)), Parameter("device", value="cpu"),
+        Parameter("precision", value="fp32"), Parameter("max_batch_size", value=2),
+        Parameter("batch_timeout_ms", value=20.0), Parameter("diagnostics_period", value=0.5)])
+    client = Client(context)
+    for ns in CAMERAS[:2]:
+        for output in ("labels", "color", "overlay", "confidence"):
+            client.listen(f"{ns}/segmentation/{output}")
+    client.listen("/cam_a/segmentation/camera_info", CameraInfo)
+    client.listen("/diagnostics", DiagnosticArray)
+    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    executor.add_node(node)
+    executor.add_node(client.node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    yield node, client
+    executor.shutdown()
+    node.destroy_node()
+    client.node.destroy_node()
+    rclpy.shutdown(context=context)
+    thread.join(timeout=5)
+
+
+def same_header(a, b):
+    return a.header.frame_id == b.header.frame_id and a.header.stamp == b.header.stamp
+
+
+def test_two_cameras_get_labels_color_overlay_with_the_input_header(ros):
+    node, client = ros
+    frames = {"/cam_a": (RNG.integers(0, 256, (64, 80, 3), dtype=np.uint8), "bgr8"),
+              "/cam_b": (RNG.integers(0, 256, (48, 64), dtype=np.uint8), "mono8")}
+    for ns, (pixels, encoding) in frames.items():
+        sent = []
+        client.wait_for(f"{ns}/segmentation/labels", lambda m: any(same_header(m, s) for s in sent),
+                        republish=lambda: sent.append(client.publish(ns, pixels, encoding)))
+        labels = [m for m in client.messages(f"{ns}/segmentation/labels") if any(same_header(m, s) for s in sent)][0]
+        source = next(s for s in sent if same_header(labels, s))
+        height, width = pixels.shape[:2]
+        assert (labels.height, labels.width, labels.encoding) == (height, width, "mono8")
+        assert labels.header.frame_id == f"{ns[1:]}_optical"
+        assert image_to_numpy(labels).max() < NUM_CLASSES
+        for output in ("color", "overlay"):
+            msg = client.wait_for(f"{ns}/segmentation/{output}", lambda m: same_header(m, source))
+            assert (msg.height, msg.width, msg.encoding) == (height, width, "rgb8")
+        color = client.wait_for(f"{ns}/segmentation/color", lambda m: same_header(m, source))
+        palette = node.segmenter.palette
+        np.testing.assert_array_equal(image_to_numpy(color), palette[image_to_numpy(labels)])
+    assert client.messages("/cam_a/segmentation/confidence") == []  # publish_confidence is off
+
+
+def test_overlay_alpha_changes_at_runtime(ros):
+    node, client = ros
+    pixels = RNG.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    for alpha, expected in ((0.0, lambda color: pixels), (1.0, lambda color: color)):
+        assert node.set_parameters([Parameter("overlay_alpha", value=alpha)])[0].successful
+        sent = []
+        overlay = client.wait_for("/cam_a/segmentation/overlay", lambda m: any(same_header(m, s) for s in sent),
+                                  republish=lambda: sent.append(client.publish("/cam_a", pixels)))
+        color = client.wait_for("/cam_a/segmentation/color", lambda m: same_header(m, overlay))
+        np.testing.assert_array_equal(image_to_numpy(overlay), expected(image_to_numpy(color)))
+    node.set_parameters([Parameter("overlay_alpha", value=0.5)])
+
+
+def test_network_resolution_confidence_and_scaled_camera_info(ros):
+    node, client = ros
+    info = CameraInfo(width=80, height=64, k=[50.0, 0, 40.0, 0, 50.0, 32.0, 0, 0, 1.0],
+                      p=[50.0, 0, 40.0, 0, 0, 50.0, 32.0, 0, 0, 0, 1.0, 0])
+    results = node.set_parameters([Parameter("input_width", value=40), Parameter("input_height", value=32),
+                                   Parameter("output_resolution", value="network"),
+                                   Parameter("publish_confidence", value=True)])
+    assert all(r.successful for r in results)
+    try:
+        pixels = RNG.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+        sent = []
+
+        def republish():
+            client.info_publishers["/cam_a"].publish(info)
+            sent.append(client.publish("/cam_a", pixels))
+        scaled = client.wait_for("/cam_a/segmentation/camera_info",
+                                 lambda m: any(same_header(m, s) for s in sent), republish=republish)
+        assert (scaled.width, scaled.height) == (40, 32)
+        assert scaled.k[0] == pytest.approx(25.0) and scaled.k[2] == pytest.approx((40.0 + 0.5) / 2 - 0.5)
+        for output, encoding in (("labels", "mono8"), ("overlay", "rgb8"), ("confidence", "mono8")):
+            msg = client.wait_for(f"/cam_a/segmentation/{output}", lambda m: same_header(m, scaled))
+            assert (msg.width, msg.height, msg.encoding) == (40, 32, encoding)
+        confidence = image_to_numpy(client.wait_for("/cam_a/segmentation/confidence",
+                                                    lambda m: same_header(m, scaled)))
+        assert confidence.min() >= 255 // NUM_CLASSES  # the top class has at least 1 / K probability
+    finally:
+        node.set_parameters([Parameter("input_width", value=0), Parameter("input_height", value=0),
+                             Parameter("output_resolution", value="input"),
+                             Parameter("publish_confidence", value=False)])
+
+
+@pytest.mark.parametrize("name,value,reason", [
+    ("output_resolution", "half", "output_resolution must be one of"),
+    ("max_batch_size", 0, "out of range"),
+    ("overlay_alpha", 1.5, "out of range"),
+    ("batch_timeout_ms", "fast", "type"),
+    ("arch", "rf_lw50", "read-only"),
+    ("weights", "/nonexistent.pth", "read-only"),
+])
+def test_invalid_parameter_is_rejected_and_old_value_kept(ros, name, value, reason):
+    node, _ = ros
+    before = node.get_parameter(name).value
+    try:
+        result = node.set_parameters([Parameter(name, value=value)])[0]
+        assert not result.successful and reason in result.reason
+    except Exception as exc:  # rclpy raises for read-only and wrongly typed parameters
+        assert reason in str(exc)
+    assert node.get_parameter(name).value == before
+
+
+def bad_images():
+    good = dict(height=6, width=5, encoding="rgb8", step=15, data=bytes(90))
+    changes = [dict(encoding="yuv422"), dict(height=0, width=0, step=0, data=b""), dict(step=10),
+               dict(data=bytes(50)), dict(data=bytes(200)), dict(encoding="mono16", step=5)]
+    for change in changes:
+        msg = Image(**{**good, **change})
+        yield msg
+
+
+def test_bad_frames_are_skipped_and_reported_and_the_node_keeps_serving(ros):
+    node, client = ros
+    for _ in range(3):  # sent a few times: best-effort delivery
+        for msg in bad_images():
+            client.image_publishers["/cam_a"].publish(msg)
+        time.sleep(0.2)
+    warning = lambda array: any(s.level == DiagnosticStatus.WARN and "/cam_a/image_raw" in s.name
+                                and "bad frame" in s.message for s in array.status)
+    client.wait_for("/diagnostics", warning)
+    pixels = RNG.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    for ns in CAMERAS[:2]:
+        sent = []
+        client.wait_for(f"{ns}/segmentation/labels", lambda m: any(same_header(m, s) for s in sent),
+                        republish=lambda: sent.append(client.publish(ns, pixels)))
+
+
+def test_flood_drops_old_frames_never_queues_and_ends_on_the_newest(ros):
+    node, client = ros
+    pixels = RNG.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    client.wait_for("/cam_b/segmentation/labels", lambda m: True,
+                    republish=lambda: client.publish("/cam_b", pixels))  # connected
+    dropped_before = node._slots.dropped()[1]
+    processed_before = node.processed_frames[1]
+    flood = [client.publish("/cam_b", pixels) for _ in range(300)]
+    client.wait_for("/cam_b/segmentation/labels", lambda m: same_header(m, flood[-1]), timeout=30)
+    processed = node.processed_frames[1] - processed_before
+    assert node._slots.dropped()[1] > dropped_before  # frames were replaced, not queued
+    assert 1 <= processed < len(flood)
+    time.sleep(0.5)
+    assert node.processed_frames[1] - processed_before == processed  # nothing left queued
+
+
+def test_cameras_without_subscribers_run_no_inference(ros):
+    node, client = ros
+    pixels = RNG.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    for _ in range(10):
+        client.publish("/cam_c", pixels)
+        time.sleep(0.05)
+    diagnostics = client.wait_for("/diagnostics", lambda a: any(
+        "/cam_c/image_raw" in s.name and float(dict((v.key, v.value) for v in s.values)["input_fps"]) > 0
+        for s in a.status))
+    assert node.processed_frames[2] == 0
+    assert any(s.name.endswith(": inference") and {v.key for v in s.values} >= {"device", "precision"}
+               for s in diagnostics.status)
