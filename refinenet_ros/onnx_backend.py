@@ -1,0 +1,132 @@
+"""Run a model exported by ``refinenet-export`` through onnxruntime.
+
+:class:`OnnxModel` stands in for the PyTorch model inside the engine: normalised float32 NCHW
+in, float32 logits at ``output_stride`` out. :meth:`OnnxModel.run` takes and returns numpy
+arrays in whatever format the graph was exported with (uint8 input, label output), so it also
+works where PyTorch is not installed; torch is imported only when ``__call__`` gets a tensor.
+"""
+import json
+import os
+
+import numpy as np
+
+ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8,
+               "tensor(uint16)": np.uint16, "tensor(int64)": np.int64}
+
+
+class OnnxModelError(ValueError):
+    """An ONNX file that cannot be loaded or used the way it is asked to be."""
+
+
+def _providers(device, available):
+    """Execution providers for ``device`` ("cpu", "cuda", "cuda:N"), best first."""
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if not device.startswith("cuda"):
+        raise OnnxModelError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    index = int(device.partition(":")[2] or 0)
+    if "CUDAExecutionProvider" not in available:
+        raise OnnxModelError(f"device {device!r} asked for, but this onnxruntime has no CUDA execution "
+                             f"provider (available: {', '.join(available)}); install onnxruntime-gpu")
+    providers = []
+    if "TensorrtExecutionProvider" in available:
+        # TensorRT builds an engine on first use (minutes on a Jetson); cache it across runs.
+        cache = os.environ.get("REFINENET_TRT_CACHE",
+                               os.path.join(os.path.expanduser("~"), ".cache", "refinenet_ros", "tensorrt"))
+        os.makedirs(cache, exist_ok=True)
+        providers.append(("TensorrtExecutionProvider", {
+            "device_id": index, "trt_engine_cache_enable": True, "trt_engine_cache_path": cache}))
+    providers.append(("CUDAExecutionProvider", {"device_id": index}))
+    return providers + ["CPUExecutionProvider"]
+
+
+class OnnxModel:
+    """An exported Light-Weight RefineNet run by onnxruntime.
+
+    Attributes from the export's metadata: ``num_classes``, ``output_stride``, ``input_mode``
+    ("float_nchw", "uint8_nhwc", "uint8_nchw"), ``output_mode`` ("logits", "labels"), ``arch``,
+    ``precision``, ``classes``/``palette`` (or None); from the graph: ``input_size`` ((h, w)
+    when static, else None) and ``batch_size`` (int when static, else None).
+    """
+
+    def __init__(self, path, device="cpu", threads=None, providers=None):
+        import onnxruntime as ort
+        self.path = str(path)
+        if not os.path.isfile(self.path):
+            raise OnnxModelError(f"ONNX model not found: {self.path}")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        try:
+            self.session = ort.InferenceSession(
+                self.path, options, providers=providers or _providers(str(device), ort.get_available_providers()))
+        except OnnxModelError:
+            raise
+        except Exception as exc:  # onnxruntime raises its own types for bad protobufs, bad graphs
+            raise OnnxModelError(f"cannot load ONNX model {self.path}: {exc}") from exc
+        self.device = str(device)
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise OnnxModelError(f"{self.path}: expected one input and one output, got "
+                                 f"{[i.name for i in inputs]} -> {[o.name for o in outputs]}")
+        self._input, self._output = inputs[0], outputs[0]
+        self._read_metadata(self.session.get_modelmeta().custom_metadata_map)
+
+    def _read_metadata(self, meta):
+        shape = self._input.shape
+        if len(shape) != 4:
+            raise OnnxModelError(f"{self.path}: input {self._input.name} has shape {shape}, expected 4-D")
+        self.input_mode = meta.get("input_mode") or (
+            "float_nchw" if self._input.type in ("tensor(float)", "tensor(float16)") else "uint8_nchw")
+        self.output_mode = meta.get("output_mode", "logits")
+        self.arch = meta.get("arch")
+        self.precision = meta.get("precision")
+        self.output_stride = int(meta.get("output_stride", 4))
+        spatial = shape[1:3] if self.input_mode == "uint8_nhwc" else shape[2:4]
+        self.input_size = tuple(spatial) if all(isinstance(d, int) for d in spatial) else None
+        self.batch_size = shape[0] if isinstance(shape[0], int) else None
+        classes = meta.get("num_classes") or (
+            self._output.shape[1] if self.output_mode == "logits" else None)
+        if not isinstance(classes, (int, str)) or not str(classes).isdigit():
+            raise OnnxModelError(f"{self.path}: cannot tell the number of classes (no num_classes "
+                                 "metadata; export it with refinenet-export)")
+        self.num_classes = int(classes)
+        self.classes = json.loads(meta["classes"]) if "classes" in meta else None
+        self.palette = json.loads(meta["palette"]) if "palette" in meta else None
+        self._input_dtype = ONNX_DTYPES.get(self._input.type, np.float32)
+
+    def __repr__(self):
+        return (f"OnnxModel({self.path!r}, {self.arch}, {self.num_classes} classes, {self.input_mode} -> "
+                f"{self.output_mode}, input_size={self.input_size}, providers={self.session.get_providers()})")
+
+    def run(self, x):
+        """numpy in the graph's input format -> numpy output; a static batch size is met by
+        padding (or splitting) the batch, and the padding is dropped from the output."""
+        x = np.ascontiguousarray(x, dtype=self._input_dtype)
+        if self.batch_size is None or len(x) == self.batch_size:
+            return self.session.run(None, {self._input.name: x})[0]
+        parts = []
+        for start in range(0, len(x), self.batch_size):
+            chunk = x[start:start + self.batch_size]
+            missing = self.batch_size - len(chunk)
+            if missing:
+                chunk = np.concatenate([chunk, np.zeros((missing, *chunk.shape[1:]), chunk.dtype)])
+            parts.append(self.session.run(None, {self._input.name: chunk})[0][:len(chunk) - missing])
+        return np.concatenate(parts)
+
+    def __call__(self, x):
+        """Normalised float NCHW RGB tensor -> float32 logits tensor on the same device, as the
+        PyTorch models do. Only for graphs exported with float input and logits output."""
+        if self.input_mode != "float_nchw" or self.output_mode != "logits":
+            raise OnnxModelError(
+                f"{self.path} was exported with {self.input_mode} input and {self.output_mode} output; "
+                "the engine needs float_nchw input and logits output (export without --uint8-input and "
+                "--labels), or call .run() with data in the exported format")
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise OnnxModelError(f"expected an N x 3 x H x W tensor, got shape {tuple(x.shape)}")
+        if self.input_size is not None and tuple(x.shape[-2:]) != self.input_size:
+            raise OnnxModelError(f"{self.path} has a static input size {self.input_size}, got "
+                                 f"{tuple(x.shape[-2:])}; resize to it or export with --dynamic")
+        import torch
+        logits = self.run(x.detach().float().cpu().numpy())
+        return torch.from_numpy(logits).float().to(x.device)
