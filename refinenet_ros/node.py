@@ -18,7 +18,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
@@ -225,13 +225,19 @@ def main(args=None):
     rclpy.init(args=args)
     node, code = None, 0
     try:
+        executor = SingleThreadedExecutor()
         node = SegmentationNode()
-        rclpy.spin(node)
+        executor.add_node(node)
+        executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (StartupError, ParameterException) as exc:  # bad parameters: say which, no traceback
         rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
         code = 1
+    except Exception:  # noqa: BLE001
+        if rclpy.ok():
+            raise  # a bug: keep the traceback
+        # else a signal shut the context down while starting: a normal exit
     finally:
         if node is not None:
             node.destroy_node()
