@@ -9,8 +9,10 @@ import torch
 from .checkpoint import (CheckpointError, from_official_layout, load_checkpoint,
                          num_classes_in, read_state_dict, to_official_layout)
 from .fuse import fuse_for_inference
+from .gcn import gcn50, gcn101, gcn152
 from .lightweight_refinenet import mbv2_lw, rf_lw50, rf_lw101, rf_lw152
 from .mobilenetv2 import MobileNetV2Encoder, load_torchvision_mobilenet_v2
+from .refinenet import refinenet50, refinenet101, refinenet152
 from .resnet import ResNetEncoder, load_torchvision_resnet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -21,6 +23,13 @@ MODEL_BUILDERS = {
     "rf_lw50": rf_lw50,
     "rf_lw101": rf_lw101,
     "rf_lw152": rf_lw152,
+    # The seed architectures (refinenet.py, gcn.py): heavier, for comparison.
+    "refinenet50": refinenet50,
+    "refinenet101": refinenet101,
+    "refinenet152": refinenet152,
+    "gcn50": gcn50,
+    "gcn101": gcn101,
+    "gcn152": gcn152,
 }
 
 
