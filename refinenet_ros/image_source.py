@@ -53,7 +53,8 @@ class SourceError(RuntimeError):
     """A source that cannot be opened or read, with the path and reason."""
 
 
-def _source_kind(source):
+def source_kind(source):
+    """"camera", "folder", "bag" or "video"; raises SourceError for a path that does not exist."""
     if source.isdigit() or source.startswith("/dev/video"):
         return "camera"
     path = pathlib.Path(source)
@@ -135,7 +136,7 @@ def _bag_frames(path, topic):
 
 def open_frames(source, bag_topic="", width=0, height=0):
     """The frame generator for ``source``: yields (bgr ndarray or Image msg, time in s or None)."""
-    kind = _source_kind(source)
+    kind = source_kind(source)
     if kind == "camera":
         return _camera_frames(source, width, height)
     if kind == "folder":
@@ -184,7 +185,7 @@ class ImageSource(Node):
         topic = self.params["topic"]
         self.image_pub = self.create_publisher(Image, topic, qos)
         self.info_pub = self.create_publisher(CameraInfo, posixpath.join(posixpath.dirname(topic), "camera_info"), qos)
-        self.kind = _source_kind(self.params["source"])
+        self.kind = source_kind(self.params["source"])
         self.published = 0  # in total
         self.played = 0  # in the current pass over the source
 

@@ -1,0 +1,106 @@
+"""The demo's pictures and report: input | colour | overlay panels with a class legend, and the
+JSON + text summary. numpy and OpenCV only (no ROS)."""
+import json
+
+import cv2
+import numpy as np
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+PANEL_TITLES = ("input", "segmentation", "overlay")
+TITLE_HEIGHT = 28
+ROW_HEIGHT = 24
+
+
+def class_colours(labels, color):
+    """{class: RGB} as published: the colour of each class's first pixel in the colour image."""
+    flat_labels, flat_color = labels.reshape(-1), color.reshape(-1, 3)
+    classes, first = np.unique(flat_labels, return_index=True)
+    return {int(k): tuple(int(c) for c in flat_color[i]) for k, i in zip(classes, first)}
+
+
+def _text(image, text, origin, scale=0.55, colour=(255, 255, 255)):
+    cv2.putText(image, text, origin, FONT, scale, colour, 1, cv2.LINE_AA)
+
+
+def legend(entries, width):
+    """Rows of 'swatch  name  share%' for ``entries`` [(name, rgb, share)], wrapped in columns."""
+    column_width = 230
+    columns = max(1, width // column_width)
+    rows = max(1, -(-len(entries) // columns))
+    image = np.full((rows * ROW_HEIGHT + 8, width, 3), 32, np.uint8)
+    for i, (name, rgb, share) in enumerate(entries):
+        x, y = 8 + (i // rows) * column_width, 4 + (i % rows) * ROW_HEIGHT
+        cv2.rectangle(image, (x, y + 3), (x + 26, y + ROW_HEIGHT - 5), tuple(int(c) for c in rgb), -1)
+        cv2.rectangle(image, (x, y + 3), (x + 26, y + ROW_HEIGHT - 5), (200, 200, 200), 1)
+        _text(image, f"{name} {100 * share:.1f}%", (x + 34, y + ROW_HEIGHT - 8), 0.5)
+    return image
+
+
+def side_by_side(rgb, color, overlay, labels, class_names, caption=""):
+    """One RGB picture: titled input | colour | overlay panels over a legend of the classes in
+    the frame (largest first) with their published colours and pixel shares."""
+    height, width = labels.shape
+    panels = [cv2.resize(p, (width, height), interpolation=cv2.INTER_NEAREST) if p.shape[:2] != (height, width)
+              else p for p in (rgb, color, overlay)]
+    titled = []
+    for title, panel in zip(PANEL_TITLES, panels):
+        bar = np.full((TITLE_HEIGHT, width, 3), 32, np.uint8)
+        _text(bar, title, (8, 20), 0.6)
+        titled.append(np.vstack([bar, panel]))
+    row = np.hstack(titled)
+    counts = np.bincount(labels.reshape(-1).astype(np.int64), minlength=len(class_names))
+    colours = class_colours(labels, color)
+    order = [k for k in np.argsort(-counts, kind="stable") if counts[k] > 0]
+    entries = [(_name(class_names, k), colours[int(k)], counts[k] / labels.size) for k in order]
+    parts = [row, legend(entries, row.shape[1])]
+    if caption:
+        bar = np.full((TITLE_HEIGHT, row.shape[1], 3), 32, np.uint8)
+        _text(bar, caption, (8, 20), 0.5, (200, 200, 200))
+        parts.append(bar)
+    return np.vstack(parts)
+
+
+def _name(class_names, k):
+    return class_names[k] if k < len(class_names) else f"class_{k}"
+
+
+def write_png(path, rgb):
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"cannot write {path}")
+
+
+def summary(latencies_ms, output_times, class_pixels, class_names, **facts):
+    """The report dict: fps and latency over the measured frames, classes seen by pixel share."""
+    fps = (len(output_times) - 1) / (output_times[-1] - output_times[0]) if len(output_times) > 1 else 0.0
+    total = sum(class_pixels.values()) or 1
+    seen = sorted(class_pixels.items(), key=lambda kv: -kv[1])
+    report = dict(facts)
+    report.update(
+        measured_frames=len(output_times),
+        output_fps=round(fps, 2),
+        latency_ms={"mean": _round(np.mean(latencies_ms)), "p50": _round(np.percentile(latencies_ms, 50)),
+                    "p90": _round(np.percentile(latencies_ms, 90)), "max": _round(np.max(latencies_ms))}
+        if latencies_ms else None,
+        classes_seen={_name(class_names, k): round(n / total, 4) for k, n in seen},
+    )
+    return report
+
+
+def _round(value):
+    return round(float(value), 1)
+
+
+def report_text(report):
+    lines = ["refinenet_ros demo report", "========================="]
+    for key, value in report.items():
+        if key == "classes_seen":
+            lines.append("classes seen (share of pixels):")
+            lines += [f"  {name:<14} {100 * share:5.1f}%" for name, share in value.items()]
+        elif key == "latency_ms" and value:
+            lines.append("latency (frame stamp -> labels received, ms): "
+                         + ", ".join(f"{k} {v}" for k, v in value.items()))
+        elif isinstance(value, (list, dict)):
+            lines.append(f"{key}: {json.dumps(value)}")
+        else:
+            lines.append(f"{key}: {value}")
+    return "\n".join(lines) + "\n"
