@@ -1,0 +1,213 @@
+"""Benchmark of the segmentation node through real topics, against the raw Segmenter measured
+in the same run on the same frames (the machine may be shared: compare ratios, not figures).
+
+    python -m refinenet_ros.benchmark_node --seconds 10 [--device cuda] [--weights PATH]
+
+Prints JSON with
+- ``throughput_ratio``: node output fps (one camera, frames published faster than inference)
+  over raw ``Segmenter.segment`` fps (target >= 0.9);
+- ``node_added_latency_ms``: median publish -> labels received (one frame in flight) minus the
+  median raw inference time, at VGA by default (target <= 5 ms);
+- ``batching_speedup``: aggregate output fps of 4 cameras with max_batch_size 4 over
+  max_batch_size 1 (target >= 1.5; mostly a GPU effect, small on a CPU).
+The node runs in this process on its own context and ROS domain; frames cross DDS
+(shared memory with config/fastdds.xml) exactly as from another process.
+"""
+import argparse
+import json
+import statistics
+import tempfile
+import threading
+import time
+
+import numpy as np
+import rclpy
+import torch
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from .conversions import numpy_to_image
+from .engine import Segmenter
+from .models import create_model
+from .node import SegmentationNode
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--arch", default="mbv2")
+    parser.add_argument("--weights", default=None, help="checkpoint (default: random init, 11 classes)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--cameras", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each measurement")
+    parser.add_argument("--domain-id", type=int, default=22)
+    return parser.parse_args(argv)
+
+
+def raw_segmenter(segmenter, frame, seconds, batch=1):
+    """Frames per second and median ms per call of segment() on ``batch`` copies of ``frame``."""
+    for _ in range(3):
+        segmenter.segment([frame] * batch)
+    times, start = [], time.perf_counter()
+    while time.perf_counter() - start < seconds or len(times) < 5:
+        t = time.perf_counter()
+        segmenter.segment([frame] * batch)
+        if segmenter.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return len(times) * batch / sum(times), statistics.median(times) * 1000.0
+
+
+class Driver:
+    """Publishes frames on camera topics and timestamps the labels that come back."""
+
+    def __init__(self, context, namespaces, frame):
+        self.node = rclpy.create_node("benchmark_driver", context=context)
+        self.messages = []
+        for ns in namespaces:
+            msg = numpy_to_image(frame, "rgb8")
+            msg.header.frame_id = ns
+            self.messages.append(msg)
+        self.publishers = [self.node.create_publisher(Image, f"{ns}/image_raw", qos_profile_sensor_data)
+                           for ns in namespaces]
+        self.sent, self.arrivals = {}, []  # stamp -> publish time; (arrival time, latency)
+        self.lock, self.arrived = threading.Lock(), threading.Event()
+        self.sequence = 0
+        for ns in namespaces:
+            self.node.create_subscription(Image, f"{ns}/segmentation/labels", self.on_labels, 10)
+            self.node.create_subscription(Image, f"{ns}/segmentation/color", lambda msg: None, 10)
+
+    def publish(self, camera):
+        msg = self.messages[camera]
+        with self.lock:
+            self.sequence += 1
+            msg.header.stamp.sec = self.sequence
+            self.sent[(camera, self.sequence)] = time.perf_counter()
+        self.publishers[camera].publish(msg)
+
+    def on_labels(self, msg):
+        now = time.perf_counter()
+        with self.lock:
+            camera = next(i for i, m in enumerate(self.messages) if m.header.frame_id == msg.header.frame_id)
+            sent = self.sent.pop((camera, msg.header.stamp.sec), None)
+            if sent is not None:
+                self.arrivals.append((now, now - sent))
+                if len(self.sent) > 10000:
+                    self.sent.clear()
+        self.arrived.set()
+
+    def reset(self):
+        with self.lock:
+            self.sent.clear()
+            self.arrivals = []
+
+    def open_loop(self, cameras, rate, seconds):
+        """Publish on ``cameras`` at ``rate`` Hz each for ``seconds``; output fps over the window."""
+        self.reset()
+        start = time.perf_counter()
+        period = 1.0 / rate
+        next_time = start
+        while time.perf_counter() - start < seconds:
+            for camera in range(cameras):
+                self.publish(camera)
+            next_time += period
+            time.sleep(max(0.0, next_time - time.perf_counter()))
+        end = time.perf_counter()
+        time.sleep(0.5)
+        with self.lock:
+            return sum(start + 0.5 <= t <= end for t, _ in self.arrivals) / (end - start - 0.5)
+
+    def closed_loop(self, seconds, timeout=5.0):
+        """One frame in flight: median publish -> labels latency in ms."""
+        self.reset()
+        start = time.perf_counter()
+        latencies = []
+        while time.perf_counter() - start < seconds or len(latencies) < 5:
+            self.arrived.clear()
+            count = len(self.arrivals)
+            self.publish(0)
+            if not self.arrived.wait(timeout):
+                continue  # lost (best effort): send again
+            with self.lock:
+                if len(self.arrivals) > count:
+                    latencies.append(self.arrivals[-1][1])
+        return statistics.median(latencies) * 1000.0
+
+
+def wait_connected(driver, node, cameras, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        driver.reset()
+        for camera in range(cameras):
+            driver.publish(camera)
+        time.sleep(0.5)
+        if min(node.processed_frames[:cameras]) > 0 and driver.arrivals:
+            return
+    raise RuntimeError("the node never answered: check ROS_DOMAIN_ID and the Fast DDS profile")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.manual_seed(0)
+    frame = np.random.default_rng(0).integers(0, 256, (args.height, args.width, 3), dtype=np.uint8)
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = args.weights
+        if weights is None:
+            weights = f"{tmp}/random_{args.arch}.pth"
+            torch.save(create_model(args.arch, 11).state_dict(), weights)
+        segmenter = Segmenter(arch=args.arch, weights=weights, device=args.device, precision=args.precision)
+        raw_fps, raw_ms = raw_segmenter(segmenter, frame, args.seconds)
+        raw_batch_fps, _ = raw_segmenter(segmenter, frame, args.seconds, batch=args.cameras)
+
+        context = rclpy.Context()
+        rclpy.init(context=context, domain_id=args.domain_id)
+        namespaces = [f"/bench{i}" for i in range(args.cameras)]
+        node = SegmentationNode(context=context, parameter_overrides=[
+            Parameter("image_topics", value=[f"{ns}/image_raw" for ns in namespaces]),
+            Parameter("arch", value=args.arch), Parameter("weights", value=weights),
+            Parameter("device", value=args.device), Parameter("precision", value=args.precision),
+            Parameter("publish_overlay", value=False), Parameter("max_batch_size", value=args.cameras)])
+        driver = Driver(context, namespaces, frame)
+        executor = MultiThreadedExecutor(num_threads=2, context=context)
+        executor.add_node(node)
+        executor.add_node(driver.node)
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
+        try:
+            wait_connected(driver, node, args.cameras)
+            node_fps = driver.open_loop(1, rate=raw_fps * 1.5, seconds=args.seconds)
+            latency_ms = driver.closed_loop(args.seconds)
+            batched_fps = driver.open_loop(args.cameras, rate=raw_fps * 1.5, seconds=args.seconds)
+            node.set_parameters([Parameter("max_batch_size", value=1)])
+            unbatched_fps = driver.open_loop(args.cameras, rate=raw_fps * 1.5, seconds=args.seconds)
+        finally:
+            executor.shutdown()
+            node.destroy_node()
+            driver.node.destroy_node()
+            rclpy.shutdown(context=context)
+        # again after the node runs, keeping the better figure: conservative ratios on a noisy machine
+        again_fps, again_ms = raw_segmenter(segmenter, frame, args.seconds)
+        raw_fps, raw_ms = max(raw_fps, again_fps), min(raw_ms, again_ms)
+    result = {
+        "device": str(segmenter.device), "precision": segmenter.precision, "arch": args.arch,
+        "frame": [args.height, args.width], "cameras": args.cameras, "torch_threads": torch.get_num_threads(),
+        "raw_segmenter_fps": round(raw_fps, 2), "raw_inference_ms_p50": round(raw_ms, 2),
+        "raw_segmenter_batch_fps": round(raw_batch_fps, 2),
+        "node_fps_1_camera": round(node_fps, 2),
+        "throughput_ratio": round(node_fps / raw_fps, 3),
+        "node_latency_ms_p50": round(latency_ms, 2),
+        "node_added_latency_ms": round(latency_ms - raw_ms, 2),
+        "node_fps_cameras_batched": round(batched_fps, 2),
+        "node_fps_cameras_batch_1": round(unbatched_fps, 2),
+        "batching_speedup": round(batched_fps / max(unbatched_fps, 1e-9), 3),
+        "targets": {"throughput_ratio": ">= 0.9", "node_added_latency_ms": "<= 5", "batching_speedup": ">= 1.5"},
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
