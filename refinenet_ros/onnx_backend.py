@@ -18,12 +18,20 @@ class OnnxModelError(ValueError):
     """An ONNX file that cannot be loaded or used the way it is asked to be."""
 
 
+def has_cuda_provider():
+    """Whether the installed onnxruntime can run on CUDA (the onnxruntime-gpu build)."""
+    import onnxruntime as ort
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
 def _providers(device, available):
-    """Execution providers for ``device`` ("cpu", "cuda", "cuda:N"), best first."""
+    """Execution providers for ``device`` ("auto", "cpu", "cuda", "cuda:N"), best first."""
+    if device == "auto":
+        device = "cuda" if "CUDAExecutionProvider" in available else "cpu"
     if device == "cpu":
         return ["CPUExecutionProvider"]
     if not device.startswith("cuda"):
-        raise OnnxModelError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+        raise OnnxModelError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     index = int(device.partition(":")[2] or 0)
     if "CUDAExecutionProvider" not in available:
         raise OnnxModelError(f"device {device!r} asked for, but this onnxruntime has no CUDA execution "
@@ -57,11 +65,9 @@ class OnnxModel:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
+        providers = providers or _providers(str(device), ort.get_available_providers())
         try:
-            self.session = ort.InferenceSession(
-                self.path, options, providers=providers or _providers(str(device), ort.get_available_providers()))
-        except OnnxModelError:
-            raise
+            self.session = ort.InferenceSession(self.path, options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own types for bad protobufs, bad graphs
             raise OnnxModelError(f"cannot load ONNX model {self.path}: {exc}") from exc
         self.device = str(device)
@@ -96,8 +102,9 @@ class OnnxModel:
         self._input_dtype = ONNX_DTYPES.get(self._input.type, np.float32)
 
     def __repr__(self):
-        return (f"OnnxModel({self.path!r}, {self.arch}, {self.num_classes} classes, {self.input_mode} -> "
-                f"{self.output_mode}, input_size={self.input_size}, providers={self.session.get_providers()})")
+        return (f"OnnxModel({self.path!r}, {self.arch}, {self.num_classes} classes, "
+                f"{self.input_mode} -> {self.output_mode}, input_size={self.input_size}, "
+                f"providers={self.session.get_providers()})")
 
     def run(self, x):
         """numpy in the graph's input format -> numpy output; a static batch size is met by
