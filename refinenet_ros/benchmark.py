@@ -1,0 +1,152 @@
+"""refinenet-benchmark: the engine against a naive baseline, measured in the same run.
+
+The baseline is the reference implementation's style: the unfused fp32 NCHW model called
+frame by frame, with pre/post-processing in numpy on the CPU (cv2 resize, /255, normalise,
+transpose, forward, bilinear upsampling, argmax, palette lookup). Both run the same weights
+on the same frames; iterations alternate between them so that load from other processes
+hits both alike. Prints one JSON object.
+"""
+import argparse
+import json
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .engine import Segmenter
+from .models import IMAGENET_MEAN, IMAGENET_STD, create_model, load_checkpoint
+
+
+class NaiveSegmenter:
+    """Frame-by-frame reference pipeline (fp32, unfused, NCHW, numpy pre/post-processing)."""
+
+    def __init__(self, model, palette, input_size=None, device="cpu"):
+        self.model = model.float().eval().to(device)
+        self.palette = palette
+        self.input_size = input_size
+        self.device = device
+        self.mean = np.array(IMAGENET_MEAN, np.float32)
+        self.std = np.array(IMAGENET_STD, np.float32)
+
+    def segment_one(self, frame):
+        import cv2
+        image = frame
+        if self.input_size is not None and self.input_size != frame.shape[:2]:
+            image = cv2.resize(frame, self.input_size[::-1], interpolation=cv2.INTER_LINEAR)
+        x = (image.astype(np.float32) / 255.0 - self.mean) / self.std
+        x = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))[None]).to(self.device)
+        with torch.no_grad():
+            logits = self.model(x)
+            logits = F.interpolate(logits, size=frame.shape[:2], mode="bilinear", align_corners=False)
+        labels = logits.argmax(1)[0].cpu().numpy().astype(np.uint8)
+        return labels, self.palette[labels]
+
+
+def _timed(fn, iterations, warmup, sync):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iterations):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _summary(times, batch):
+    ms = np.array(times) * 1000.0
+    return {"frames_per_s": round(batch * len(ms) / (ms.sum() / 1000.0), 2),
+            "p50_ms_per_batch": round(float(np.percentile(ms, 50)), 2),
+            "p99_ms_per_batch": round(float(np.percentile(ms, 99)), 2)}
+
+
+def synthetic_frames(batch, height, width, seed=0):
+    """Smooth colour gradients with noise: enough structure for label agreement to mean something."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    frames = []
+    for _ in range(batch):
+        f = rng.uniform(0.005, 0.05, size=3)
+        base = np.stack([np.sin(xx * f[0] + yy * f[1]), np.cos(yy * f[2]), np.sin((xx + yy) * f[1])], -1)
+        noise = rng.normal(0, 0.15, size=(height, width, 3))
+        frames.append(np.clip((base + noise + 1) * 127.5, 0, 255).astype(np.uint8))
+    return frames
+
+
+def run(args):
+    random_init = args.weights is None
+    if random_init:  # one random model for both pipelines
+        handle = tempfile.NamedTemporaryFile(suffix=".pth", delete=False)
+        torch.save(create_model(args.arch, args.num_classes).state_dict(), handle.name)
+        args.weights = handle.name
+    device = args.device
+    engine = Segmenter(arch=args.arch, weights=args.weights, num_classes=args.num_classes, device=device,
+                       precision=args.precision, input_size=args.input_size, compile=args.compile)
+    model = load_checkpoint(create_model(engine.arch, engine.num_classes), args.weights)
+    baseline = NaiveSegmenter(model, engine.palette, args.input_size, engine.device)
+    frames = synthetic_frames(args.batch, args.height, args.width)
+    sync = torch.cuda.synchronize if engine.device.type == "cuda" else (lambda: None)
+
+    engine_times, baseline_times = [], []
+    for _ in range(args.warmup):
+        engine.segment(frames)
+        [baseline.segment_one(f) for f in frames]
+    for _ in range(args.iterations):  # alternate, so background load hits both alike
+        engine_times += _timed(lambda: engine.segment(frames), 1, 0, sync)
+        baseline_times += _timed(lambda: [baseline.segment_one(f) for f in frames], 1, 0, sync)
+
+    ours = engine.segment(frames)
+    reference = [baseline.segment_one(f)[0] for f in frames]
+    agreement = np.mean([np.mean(r.labels == ref) for r, ref in zip(ours, reference)])
+    result = {
+        "arch": engine.arch, "weights": "random-init" if random_init else args.weights, "num_classes": engine.num_classes,
+        "height": args.height, "width": args.width, "batch": args.batch,
+        "device": str(engine.device), "precision": engine.precision, "compiled": args.compile,
+        "torch_threads": torch.get_num_threads(), "iterations": args.iterations,
+        "engine": _summary(engine_times, args.batch),
+        "baseline": _summary(baseline_times, args.batch),
+    }
+    result["speedup"] = round(result["engine"]["frames_per_s"] / result["baseline"]["frames_per_s"], 2)
+    result["label_agreement_percent"] = round(100.0 * float(agreement), 3)
+    return result
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="refinenet-benchmark", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", default="mbv2")
+    parser.add_argument("--weights", default=None,
+                        help="checkpoint path, 'default' for the shipped model; random init if omitted")
+    parser.add_argument("--num-classes", type=int, default=None,
+                        help="classes of a random-init model (default 11, as CamVid)")
+    parser.add_argument("--height", type=int, default=360)
+    parser.add_argument("--width", type=int, default=480)
+    parser.add_argument("--input-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="network input size (default: native frame size)")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="torch.compile the engine's model")
+    args = parser.parse_args(argv)
+    if args.weights is None and args.num_classes is None:
+        args.num_classes = 11
+    if args.weights == "default":
+        from .paths import model_metadata
+        args.weights = model_metadata()["weights"]
+    if min(args.height, args.width, args.batch, args.iterations) < 1 or args.warmup < 0:
+        parser.error("--height, --width, --batch and --iterations must be >= 1, --warmup >= 0")
+    args.input_size = tuple(args.input_size) if args.input_size else None
+    return args
+
+
+def main(argv=None):
+    print(json.dumps(run(parse_args(argv)), indent=2))
+
+
+if __name__ == "__main__":
+    main()
