@@ -268,11 +268,12 @@ def run(args):
     rclpy.init()
     recorder = Recorder(args.frames, args.warmup, args.snapshots)
     processes = [
-        start_process("segmentation_node", ros_arguments([config_file("params.yaml")], node_params,
-                                                         name="segmentation_node"),
-                      output / "segmentation_node.log", env),
-        start_process("image_source", ros_arguments(overrides=source_params, namespace=CAMERA,
-                                                    name="image_source"), output / "image_source.log", env),
+        start_process("segmentation_node", ros_arguments(
+            [config_file("params.yaml")], node_params, name="segmentation_node",
+            overrides_file=output / "segmentation_node_params.yaml"), output / "segmentation_node.log", env),
+        start_process("image_source", ros_arguments(
+            overrides=source_params, namespace=CAMERA, name="image_source",
+            overrides_file=output / "image_source_params.yaml"), output / "image_source.log", env),
     ]
     print(f"segmenting {source} (weights {weights}, device {args.device}); "
           f"ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '0')}, logs in {output}/")

@@ -102,9 +102,10 @@ def write_rviz_config(template_path, image_topics, namespace=""):
     return f.name
 
 
-def ros_arguments(params_files=(), overrides=None, namespace="", name="", remappings=()):
+def ros_arguments(params_files=(), overrides=None, namespace="", name="", remappings=(), overrides_file=None):
     """The ``--ros-args`` a launch_ros Node passes its executable: parameter files in order, then
-    overrides (launch_ros writes dicts to a temporary params file too), names and remappings."""
+    overrides (launch_ros writes dicts to a temporary params file too; ``overrides_file`` names
+    it instead), names and remappings."""
     args = ["--ros-args"]
     if name:
         args += ["-r", f"__node:={name}"]
@@ -112,9 +113,12 @@ def ros_arguments(params_files=(), overrides=None, namespace="", name="", remapp
         args += ["-r", f"__ns:=/{namespace.strip('/')}"]
     files = [str(p) for p in params_files]
     if overrides:
-        with tempfile.NamedTemporaryFile("w", prefix="launch_params_", suffix=".yaml", delete=False) as f:
+        if overrides_file is None:
+            with tempfile.NamedTemporaryFile(prefix="launch_params_", suffix=".yaml", delete=False) as f:
+                overrides_file = f.name
+        with open(overrides_file, "w") as f:
             yaml.safe_dump({"/**": {"ros__parameters": overrides}}, f)
-        files.append(f.name)
+        files.append(str(overrides_file))
     for path in files:
         args += ["--params-file", path]
     for source, target in remappings:

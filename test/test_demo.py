@@ -8,6 +8,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 pytest.importorskip("rclpy")
 
@@ -62,6 +63,8 @@ def test_demo_writes_pictures_and_report(repo_root, tmp_path, tiny_weights):
     assert picture.shape[1] == 3 * 96 and picture.shape[0] > 64  # three panels over a legend
     assert picture.std() > 5  # not a blank image
     assert (output / "segmentation_node.log").is_file() and (output / "image_source.log").is_file()
+    node_params = yaml.safe_load((output / "segmentation_node_params.yaml").read_text())["/**"]["ros__parameters"]
+    assert node_params["weights"] == str(tiny_weights) and node_params["image_topics"] == ["/camera/image_raw"]
 
 
 def test_demo_reports_missing_inputs_clearly(repo_root, tmp_path, tiny_weights):
