@@ -3,11 +3,14 @@
 Each camera has one slot: a new frame replaces the pending one (counted as dropped), so memory
 and latency stay bounded however fast the cameras publish. The inference thread takes up to
 ``max_batch_size`` pending frames across cameras, oldest first, waiting at most ``timeout``
-after the first one for other cameras to fill the batch.
+after the first one for the other active cameras (those that sent a frame within
+``ACTIVE_WINDOW_S``) to fill the batch: a stalled camera does not delay the others.
 """
 import threading
 import time
 from dataclasses import dataclass, field
+
+ACTIVE_WINDOW_S = 1.0
 
 
 @dataclass
@@ -22,6 +25,7 @@ class FrameSlots:
     def __init__(self, num_cameras):
         self._slots = [None] * num_cameras
         self._dropped = [0] * num_cameras
+        self._last_put = [float("-inf")] * num_cameras
         self._condition = threading.Condition()
         self._closed = False
 
@@ -32,6 +36,7 @@ class FrameSlots:
             if replaced:
                 self._dropped[frame.camera] += 1
             self._slots[frame.camera] = frame
+            self._last_put[frame.camera] = frame.received
             self._condition.notify()
         return replaced
 
@@ -39,6 +44,7 @@ class FrameSlots:
         """Drop ``camera``'s pending frame (nobody subscribes to its outputs any more)."""
         with self._condition:
             self._slots[camera] = None
+            self._last_put[camera] = float("-inf")
 
     def take(self, max_batch_size, timeout, idle_timeout=0.1):
         """Up to ``max_batch_size`` pending frames, oldest first. Blocks until one is pending
@@ -47,8 +53,10 @@ class FrameSlots:
         with self._condition:
             if not self._condition.wait_for(lambda: self._closed or self._pending(), idle_timeout):
                 return []
-            wanted = min(max_batch_size, len(self._slots))
-            deadline = time.monotonic() + timeout
+            now = time.monotonic()
+            active = sum(now - last <= ACTIVE_WINDOW_S for last in self._last_put)
+            wanted = min(max_batch_size, max(active, 1))
+            deadline = now + timeout
             while not self._closed and self._pending() < wanted:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

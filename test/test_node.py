@@ -20,6 +20,8 @@ from refinenet_ros.node import SegmentationNode
 pytestmark = pytest.mark.ros
 DOMAIN_ID = 24
 NUM_CLASSES = 5
+PALETTE = [[10, 20, 30], [200, 0, 0], [0, 200, 0], [0, 0, 200], [255, 255, 255]]
+CLASS_NAMES = ["road", "car", "tree", "sky", "person"]
 CAMERAS = ("/cam_a", "/cam_b", "/cam_c")  # nothing ever subscribes to cam_c's outputs
 RNG = np.random.default_rng(0)
 
@@ -75,15 +77,20 @@ class Client:
 
 @pytest.fixture(scope="module")
 def ros(tmp_path_factory):
-    weights = tmp_path_factory.mktemp("weights") / "tiny.pth"
+    folder = tmp_path_factory.mktemp("weights")
+    weights = folder / "tiny.pth"
     torch.save(create_model("mbv2", NUM_CLASSES).state_dict(), weights)
+    (folder / "palette.yaml").write_text(str(PALETTE))
+    (folder / "names.txt").write_text("\n".join(CLASS_NAMES))
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=DOMAIN_ID)
     node = SegmentationNode(context=context, parameter_overrides=[
         Parameter("image_topics", value=[f"{ns}/image_raw" for ns in CAMERAS]),
         Parameter("weights", value=str(weights)), Parameter("device", value="cpu"),
         Parameter("precision", value="fp32"), Parameter("max_batch_size", value=2),
-        Parameter("batch_timeout_ms", value=20.0), Parameter("diagnostics_period", value=0.5)])
+        Parameter("batch_timeout_ms", value=20.0), Parameter("diagnostics_period", value=0.5),
+        Parameter("palette", value=str(folder / "palette.yaml")),
+        Parameter("class_names", value=str(folder / "names.txt"))])
     client = Client(context)
     for ns in CAMERAS[:2]:
         for output in ("labels", "color", "overlay", "confidence"):
@@ -125,8 +132,9 @@ def test_two_cameras_get_labels_color_overlay_with_the_input_header(ros):
             msg = client.wait_for(f"{ns}/segmentation/{output}", lambda m: same_header(m, source))
             assert (msg.height, msg.width, msg.encoding) == (height, width, "rgb8")
         color = client.wait_for(f"{ns}/segmentation/color", lambda m: same_header(m, source))
-        palette = node.segmenter.palette
+        palette = np.array(PALETTE, np.uint8)  # from the palette file parameter
         np.testing.assert_array_equal(image_to_numpy(color), palette[image_to_numpy(labels)])
+    assert node.segmenter.class_names == CLASS_NAMES
     assert client.messages("/cam_a/segmentation/confidence") == []  # publish_confidence is off
 
 

@@ -1,0 +1,92 @@
+"""Newest-frame-per-camera slots and parameter files of the node (no DDS needed)."""
+import threading
+import time
+
+import pytest
+from rclpy.parameter import parameter_dict_from_yaml_file, parameter_value_to_python
+
+from refinenet_ros.node_batching import FrameSlots, PendingFrame
+from refinenet_ros.node_params import PARAMETERS, check_value, read_list_file, sibling_topic
+
+
+def frame(camera, tag):
+    return PendingFrame(camera, message=tag, pixels=None)
+
+
+def test_a_new_frame_replaces_the_pending_one_and_counts_a_drop():
+    slots = FrameSlots(2)
+    assert not slots.put(frame(0, "a1"))
+    assert slots.put(frame(0, "a2"))
+    assert [f.message for f in slots.take(4, timeout=0.0)] == ["a2"]
+    assert slots.dropped() == [1, 0]
+    assert slots.take(4, timeout=0.0, idle_timeout=0.01) == []  # nothing queued behind it
+
+
+def test_take_batches_cameras_oldest_first_up_to_the_limit():
+    slots = FrameSlots(3)
+    for camera in (2, 0, 1):
+        slots.put(frame(camera, f"c{camera}"))
+    assert [f.message for f in slots.take(2, timeout=0.0)] == ["c2", "c0"]
+    assert [f.message for f in slots.take(2, timeout=0.0)] == ["c1"]
+
+
+def test_take_waits_for_other_active_cameras_within_the_timeout():
+    slots = FrameSlots(2)
+    slots.put(frame(0, "a"))
+    slots.put(frame(1, "b"))
+    slots.take(2, timeout=0.0)  # both cameras are now active
+    slots.put(frame(0, "a"))
+    threading.Timer(0.05, lambda: slots.put(frame(1, "b"))).start()
+    assert sorted(f.message for f in slots.take(2, timeout=5.0)) == ["a", "b"]
+
+
+def test_a_stalled_camera_does_not_delay_the_others():
+    slots = FrameSlots(2)
+    slots.put(frame(0, "a"))  # camera 1 never sent anything
+    start = time.monotonic()
+    assert [f.message for f in slots.take(2, timeout=5.0)] == ["a"]
+    assert time.monotonic() - start < 4.0
+
+
+def test_close_unblocks_take():
+    slots = FrameSlots(1)
+    threading.Timer(0.05, slots.close).start()
+    assert slots.take(1, timeout=0.0, idle_timeout=30.0) == []
+
+
+def test_params_yaml_declares_every_parameter_with_its_default(repo_root):
+    loaded = parameter_dict_from_yaml_file(str(repo_root / "config" / "params.yaml"), use_wildcard=True)
+    assert set(loaded) == set(PARAMETERS)
+    for name, parameter in loaded.items():
+        default = PARAMETERS[name][0]
+        value = parameter_value_to_python(parameter.value)
+        assert (list(value) if isinstance(default, list) else value) == default, name
+
+
+@pytest.mark.parametrize("name,value,reason", [
+    ("qos", "fast", "qos must be one of"),
+    ("device", "gpu", "device must be auto, cpu, cuda or cuda:N"),
+    ("image_topics", ["/a/image", "/a/image"], "duplicates"),
+    ("image_topics", ["/a/image", "/a/image_rect"], "share a namespace"),
+    ("weights", "/no/such/file.pth", "does not exist"),
+])
+def test_check_value_explains_what_is_wrong(name, value, reason):
+    assert reason in check_value(name, value)
+
+
+def test_valid_values_pass_and_sibling_topics():
+    assert check_value("device", "cuda:1") is None and check_value("image_topics", ["/a/i", "/b/i"]) is None
+    assert sibling_topic("/cam/left/image_raw", "camera_info") == "/cam/left/camera_info"
+    assert sibling_topic("/image", "segmentation/labels") == "/segmentation/labels"
+    assert sibling_topic("image", "camera_info") == "camera_info"
+
+
+def test_palette_and_class_name_files(tmp_path):
+    (tmp_path / "palette.yaml").write_text("- [0, 0, 0]\n- [255, 0, 10]\n")
+    (tmp_path / "palette.txt").write_text("# r g b\n0 0 0\n255, 0, 10\n")
+    (tmp_path / "names.txt").write_text("road\n\nsky  # comment\n")
+    assert read_list_file(tmp_path / "palette.yaml", "palette") == [[0, 0, 0], [255, 0, 10]]
+    assert read_list_file(tmp_path / "palette.txt", "palette") == [[0, 0, 0], [255, 0, 10]]
+    assert read_list_file(tmp_path / "names.txt", "class_names") == ["road", "sky"]
+    with pytest.raises(ValueError, match="cannot read palette file"):
+        read_list_file(tmp_path / "missing.yaml", "palette")
