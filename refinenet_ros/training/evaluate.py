@@ -1,0 +1,105 @@
+"""``refinenet-eval``: per-class IoU, mIoU, pixel accuracy and confusion matrix on a list file.
+
+It segments through the same :class:`refinenet_ros.Segmenter` the node uses (fused model,
+chosen precision, logits upsampled to each label's size), so what it measures is what ships.
+Optional test-time multi-scale and flip averaging (``--scales 0.75 1 1.25 --flip``).
+"""
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+from .. import metrics
+from .data import read_image_rgb, read_label, read_list
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="refinenet-eval", description=__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--list", required=True, help="list file of 'IMAGE LABEL' lines")
+    p.add_argument("--weights", default="default", help="checkpoint (.pth/.onnx) or 'default'")
+    p.add_argument("--arch", default=None, help="architecture (default: the Segmenter's; the shipped model's for 'default')")
+    p.add_argument("--num-classes", type=int, default=None, help="default: inferred from the weights")
+    p.add_argument("--ignore-index", type=int, default=255)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--input-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="network input size (default: each image's own size)")
+    p.add_argument("--scales", type=float, nargs="+", default=[1.0])
+    p.add_argument("--flip", action="store_true")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N pairs")
+    p.add_argument("--json", default=None, help="write the results here")
+    return p.parse_args(argv)
+
+
+def evaluate_pairs(segmenter, pairs, ignore_index, batch_size=4):
+    """Confusion matrix of ``segmenter`` over ``(image_path, label_path)`` pairs."""
+    n = segmenter.num_classes
+    confusion = np.zeros((n, n), dtype=np.int64)
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start:start + batch_size]
+        images = [read_image_rgb(image_path) for image_path, _ in chunk]
+        for (_, label_path), result in zip(chunk, segmenter.segment(images)):
+            label = read_label(label_path)
+            if label.shape != result.labels.shape:
+                raise ValueError(f"{label_path}: label {label.shape} and prediction "
+                                 f"{result.labels.shape} differ in size")
+            confusion += metrics.confusion_matrix(label, result.labels, n, ignore_index)
+    return confusion
+
+
+def summarize(confusion, class_names):
+    """The results as a JSON-ready dict: per-class IoU, mIoU, accuracies, confusion matrix."""
+    result = metrics.scores(confusion)
+    return {
+        "miou": result["miou"],
+        "pixel_accuracy": result["pixel_accuracy"],
+        "mean_class_accuracy": result["mean_class_accuracy"],
+        "per_class_iou": {name: (None if np.isnan(v) else v) for name, v in zip(class_names, result["iou"])},
+        "confusion_matrix": np.asarray(confusion).tolist(),
+        "class_names": list(class_names),
+    }
+
+
+def format_table(summary):
+    width = max(len(n) for n in summary["class_names"]) + 2
+    lines = [f"{'class':<{width}} IoU %", "-" * (width + 8)]
+    for name, iou in summary["per_class_iou"].items():
+        lines.append(f"{name:<{width}} {'  n/a' if iou is None else f'{100 * iou:6.2f}'}")
+    lines += ["-" * (width + 8),
+              f"{'mIoU':<{width}} {100 * summary['miou']:6.2f}",
+              f"{'pixel acc':<{width}} {100 * summary['pixel_accuracy']:6.2f}",
+              f"{'mean acc':<{width}} {100 * summary['mean_class_accuracy']:6.2f}"]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from ..engine import Segmenter  # torch import deferred until the arguments are valid
+
+    pairs = read_list(args.list)[:args.limit]
+    arch = {"arch": args.arch} if args.arch else {}
+    segmenter = Segmenter(**arch, weights=args.weights, num_classes=args.num_classes,
+                          device=args.device, precision=args.precision,
+                          input_size=tuple(args.input_size) if args.input_size else None,
+                          scales=tuple(args.scales), flip=args.flip)
+    started = time.perf_counter()
+    confusion = evaluate_pairs(segmenter, pairs, args.ignore_index, args.batch_size)
+    seconds = time.perf_counter() - started
+    summary = summarize(confusion, segmenter.class_names)
+    summary.update(images=len(pairs), seconds=round(seconds, 2), weights=args.weights,
+                   arch=segmenter.arch, device=str(segmenter.device), precision=segmenter.precision,
+                   scales=args.scales, flip=args.flip)
+    print(format_table(summary))
+    print(f"{len(pairs)} images in {seconds:.1f} s on {segmenter.device} ({segmenter.precision})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(summary, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
