@@ -84,6 +84,8 @@ def _folder_frames(folder):
 def _capture_frames(capture, name, camera):
     if not capture.isOpened():
         raise SourceError(f"OpenCV cannot open {name}")
+    frame_period = 1.0 / (capture.get(cv2.CAP_PROP_FPS) or 30.0)
+    previous = -frame_period
     try:
         while True:
             ok, frame = capture.read()
@@ -91,8 +93,14 @@ def _capture_frames(capture, name, camera):
                 if camera:
                     raise SourceError(f"camera {name} stopped delivering frames")
                 return
-            # A camera paces itself; a video file carries its own presentation time.
-            yield frame, None if camera else capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            if camera:  # a camera paces itself
+                yield frame, None
+                continue
+            # A video carries its own presentation times; some streams report none (0), so
+            # fall back to the nominal frame rate when the clock does not advance.
+            position = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            previous = position if position > previous else previous + frame_period
+            yield frame, previous
     finally:
         capture.release()
 
@@ -180,8 +188,10 @@ class ImageSource(Node):
             raise SourceError("no source given: pass --source PATH or -p source:=PATH")
         if (self.params["width"] > 0) != (self.params["height"] > 0):
             raise SourceError("set both width and height (or neither)")
-        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE if self.params["reliable"]
-                         else ReliabilityPolicy.BEST_EFFORT)
+        # Reliable replay keeps a deeper history so a briefly slow subscriber still gets every frame.
+        reliable = self.params["reliable"]
+        qos = QoSProfile(depth=20 if reliable else 5,
+                         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT)
         topic = self.params["topic"]
         self.image_pub = self.create_publisher(Image, topic, qos)
         self.info_pub = self.create_publisher(CameraInfo, posixpath.join(posixpath.dirname(topic), "camera_info"), qos)
@@ -246,8 +256,9 @@ class ImageSource(Node):
         if not isinstance(frame, Image) or p["restamp"]:
             msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = p["frame_id"]
+        # Uncalibrated: zero intrinsics (sensor_msgs/CameraInfo's convention), size and header set.
         info = CameraInfo(header=msg.header, height=msg.height, width=msg.width,
-                          distortion_model="plumb_bob")
+                          distortion_model="plumb_bob", d=[0.0] * 5)
         self.image_pub.publish(msg)
         self.info_pub.publish(info)
         self.published += 1
