@@ -63,13 +63,14 @@ class Segmenter:
         self.arch = arch
         self._compiled = None
         if weights is not None and os.fspath(weights).lower().endswith(".onnx"):
-            self._load_onnx(os.fspath(weights), device, precision, num_classes)
+            self._load_onnx(os.fspath(weights), precision, num_classes)
+            meta = {"classes": self._model.classes, "palette": self._model.palette or ()}
         else:
             self._load_torch(arch, weights, num_classes, precision)
         self.num_classes = int(self._num_classes)
         self.class_names = _check_class_names(class_names or meta.get("classes"), self.num_classes)
         if palette is None:
-            palette = meta.get("palette") if len(meta.get("palette", ())) >= self.num_classes \
+            palette = meta.get("palette") if len(meta.get("palette") or ()) >= self.num_classes \
                 else voc_palette(self.num_classes)
         self.palette = check_palette(palette, self.num_classes)
         self._palette = torch.from_numpy(self.palette).to(self.device)
@@ -99,12 +100,16 @@ class Segmenter:
         self.output_stride = model.output_stride
         self.backend = "torch"
 
-    def _load_onnx(self, path, device, precision, num_classes):
+    def _load_onnx(self, path, precision, num_classes):
         from .onnx_backend import OnnxModel  # optional backend, imported only when used
         if select_precision(precision, "cpu", flags=()) != "fp32":
-            raise ValueError(f"the ONNX backend runs the exported fp32 graph; precision={precision!r} "
+            raise ValueError(f"the ONNX backend runs the exported graph as it is; precision={precision!r} "
                              f"is not available (use 'auto' or 'fp32')")
         self._model = OnnxModel(path, str(self.device))
+        if (self._model.input_mode, self._model.output_mode) != ("float_nchw", "logits"):
+            raise ValueError(f"{path} was exported with {self._model.input_mode} input and "
+                             f"{self._model.output_mode} output; the Segmenter needs float_nchw input and "
+                             f"logits output (export without --uint8-input and --labels)")
         if num_classes is not None and int(num_classes) != self._model.num_classes:
             raise ValueError(f"num_classes={num_classes} but {path} has {self._model.num_classes} classes")
         fixed = self._model.input_size
