@@ -25,8 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .models import (IMAGENET_MEAN, IMAGENET_STD, create_model, fuse_for_inference, load_checkpoint,
-                     num_classes_in, read_state_dict)
+from .models import (IMAGENET_MEAN, IMAGENET_STD, CheckpointError, available_archs, create_model,
+                     fuse_for_inference, load_checkpoint, num_classes_in, read_state_dict)
 
 INPUT_MODES = ("float_nchw", "uint8_nhwc", "uint8_nchw")
 OUTPUT_MODES = ("logits", "labels")
@@ -86,7 +86,10 @@ def load_fused_model(arch, weights):
     if arch is None:
         raise ValueError("--arch is required unless --weights default")
     state_dict = read_state_dict(weights)  # CheckpointError names the file when missing/corrupt
-    model = load_checkpoint(create_model(arch, num_classes_in(state_dict)), state_dict).eval()
+    try:
+        model = load_checkpoint(create_model(arch, num_classes_in(state_dict)), state_dict).eval()
+    except CheckpointError as exc:
+        raise CheckpointError(f"{weights} (--arch {arch}): {exc}") from exc
     info = {"arch": arch, "num_classes": model.num_classes, "output_stride": model.output_stride}
     for key in ("classes", "palette", "input_size"):
         if key in meta:
@@ -287,7 +290,7 @@ def format_report(report):
 
 def build_parser():
     p = argparse.ArgumentParser(prog="refinenet-export", description=__doc__.split("\n\n")[0])
-    p.add_argument("--arch", help="model architecture (mbv2, rf_lw50, rf_lw101, rf_lw152); "
+    p.add_argument("--arch", help=f"model architecture ({', '.join(available_archs())}); "
                                   "taken from the metadata with --weights default")
     p.add_argument("--weights", required=True, help='checkpoint path, or "default" for the shipped model')
     p.add_argument("--output", required=True, help="ONNX file to write")
