@@ -122,3 +122,17 @@ def test_checkpoints_round_trip_and_load_strictly(tmp_path):
         load_checkpoint(create_model("gcn50", 5, kernel_size=9), path)
     with pytest.raises(CheckpointError, match="missing keys"):
         load_checkpoint(create_model("refinenet50", 5), path)
+
+
+@pytest.mark.parametrize("arch", ["refinenet50", "gcn50"])
+def test_segmenter_runs_the_seed_archs_at_odd_frame_sizes(arch):
+    import numpy as np
+
+    from refinenet_ros import Segmenter
+    segmenter = Segmenter(arch=arch, weights=None, num_classes=3, device="cpu", precision="fp32")
+    frames = [np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+              for h, w in ((65, 97), (41, 33))]
+    results = segmenter.segment(frames)
+    for frame, result in zip(frames, results):
+        assert result.labels.shape == frame.shape[:2] and result.labels.max() < 3
+        assert result.color.shape == frame.shape
