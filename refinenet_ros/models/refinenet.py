@@ -26,10 +26,12 @@ on that path, and its final 3 RCUs are RefineNet-1's output RCU plus the 2 extra
 
 Parameters at 21 classes (measured; the trunk is torchvision's ResNet without ``fc``):
 refinenet50 99,060,309; refinenet101 118,052,437; refinenet152 133,696,085.
-The published figure for RefineNet-101 is 118M: ours is 118.05M, so the published model is this
-one. The decoder alone is 75.55M (any trunk), 58% of it in the 512-wide RefineNet-4 path (the
-2048->512 3x3 adaptation conv is 9.4M, each 512-wide RCU 4.7M) -- which is what
-Light-Weight RefineNet (46.3M for rf_lw101) removes with 1x1 convs and no RCUs.
+RefineNet-101 is published at 118M parameters and 263 G multiply-adds at 512x512 (in the
+Light-Weight RefineNet paper's comparison): ours is 118.05M and 262.9 G, so the published
+model is this one; the 0.05M is below the published rounding. The decoder alone is 75.55M
+(whatever the trunk), 58% of it in the 512-wide RefineNet-4 path (the 2048->512 3x3
+adaptation conv is 9.4M, each 512-wide RCU 4.7M) -- which is what Light-Weight RefineNet
+(46.3M for rf_lw101) removes with 1x1 convs and no RCUs.
 """
 import torch.nn as nn
 import torch.nn.functional as F
