@@ -117,9 +117,17 @@ def test_rviz_config_shows_colour_and_overlay_of_each_camera(repo_root):
     assert generated["Panels"] == shipped["Panels"] and generated["Window Geometry"] == shipped["Window Geometry"]
 
 
+def image_source_parameter_names(tree):
+    """Keys of the parameters dict demo.launch.py gives its image_source Node."""
+    node, = [n for n in calls(tree, "Node") if keyword(n, "executable").value == "image_source"]
+    params, = keyword(node, "parameters").elts
+    return {key.value for key in params.keys}
+
+
 def test_launch_nodes_as_processes(repo_root, launch_trees, tmp_path, ros_processes, topic_recorder):
-    """segmentation.launch.py's node and demo.launch.py's image_source, started with the command
-    lines launch_ros builds from the launch files' params file, overrides and namespaces."""
+    """segmentation.launch.py's node and demo.launch.py's image_source (two cameras with
+    different frame sizes, the multi-camera example), started with the command lines launch_ros
+    builds from the launch files' params file, overrides and namespaces."""
     import cv2
     import torch
     from sensor_msgs.msg import Image
@@ -129,34 +137,40 @@ def test_launch_nodes_as_processes(repo_root, launch_trees, tmp_path, ros_proces
     torch.manual_seed(0)
     weights = tmp_path / "tiny.pth"
     torch.save(create_model("mbv2", 4).state_dict(), weights)
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for i in range(3):
-        cv2.imwrite(str(frames / f"{i}.png"), np.random.default_rng(i).integers(0, 255, (64, 96, 3), np.uint8))
+    cameras = {"cam": (64, 96), "cam2": (48, 80)}
+    for camera, size in cameras.items():
+        (tmp_path / camera).mkdir()
+        for i in range(3):
+            image = np.random.default_rng(i).integers(0, 255, (*size, 3), np.uint8)
+            cv2.imwrite(str(tmp_path / camera / f"{i}.png"), image)
 
     (folder, params_name), = [p for p in share_files(launch_trees["segmentation.launch.py"]) if p[1].endswith(".yaml")]
-    overrides = launch_helpers.node_overrides({"image_topics": "[/cam/image_raw]", "weights": str(weights),
-                                               "device": "cpu", "arch": "mbv2", "input_width": "", "precision": ""})
+    overrides = launch_helpers.node_overrides({"image_topics": "[/cam/image_raw,/cam2/image_raw]", "device": "cpu",
+                                               "weights": str(weights), "arch": "mbv2", "input_width": ""})
     segmentation_args = launch_helpers.ros_arguments([repo_root / folder / params_name], overrides,
                                                      name="segmentation_node")
-    source_args = launch_helpers.ros_arguments(
-        overrides={"source": str(frames), "rate": 5.0, "loop": True, "frame_id": "cam", "topic": "image_raw"},
-        namespace="cam", name="image_source")
-
     domain_id = 52
     recorder = topic_recorder(domain_id)
-    for output in ("labels", "color", "overlay"):
-        recorder.record(Image, f"/cam/segmentation/{output}")
-    node = ros_processes("segmentation_node", segmentation_args, domain_id)
-    source = ros_processes("image_source", source_args, domain_id)
-    labels = recorder.wait_for("/cam/segmentation/labels", 2, 90, [node, source])
-    colors = recorder.wait_for("/cam/segmentation/color", 2, 10)
-    overlays = recorder.wait_for("/cam/segmentation/overlay", 2, 10)
-    assert len(labels) >= 2 and colors and overlays, "no segmentation output arrived"
-    label = np.frombuffer(labels[0].data, np.uint8).reshape(64, 96)
-    assert labels[0].encoding == "mono8" and label.max() < 4
-    assert (colors[0].height, colors[0].width, colors[0].encoding) == (64, 96, "rgb8")
-    assert overlays[0].header.frame_id == "cam"
+    for camera in cameras:
+        for output in ("labels", "color", "overlay"):
+            recorder.record(Image, f"/{camera}/segmentation/{output}")
+    processes = [ros_processes("segmentation_node", segmentation_args, domain_id)]
+    for camera in cameras:
+        source_params = {"source": str(tmp_path / camera), "rate": 5.0, "loop": True, "frame_id": camera,
+                         "topic": "image_raw"}
+        assert set(source_params) == image_source_parameter_names(launch_trees["demo.launch.py"])
+        processes.append(ros_processes("image_source", launch_helpers.ros_arguments(
+            overrides=source_params, namespace=camera, name="image_source"), domain_id))
+
+    for camera, (height, width) in cameras.items():
+        labels = recorder.wait_for(f"/{camera}/segmentation/labels", 2, 240, processes)  # slow only when loaded
+        colors = recorder.wait_for(f"/{camera}/segmentation/color", 2, 10)
+        overlays = recorder.wait_for(f"/{camera}/segmentation/overlay", 2, 10)
+        assert len(labels) >= 2 and colors and overlays, f"no segmentation output arrived for {camera}"
+        label = np.frombuffer(labels[0].data, np.uint8).reshape(height, width)
+        assert labels[0].encoding == "mono8" and label.max() < 4
+        assert (colors[0].height, colors[0].width, colors[0].encoding) == (height, width, "rgb8")
+        assert overlays[0].header.frame_id == camera
 
 
 def test_launch_descriptions_with_launch_ros(repo_root):
