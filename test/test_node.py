@@ -254,3 +254,36 @@ def test_cameras_without_subscribers_run_no_inference(ros):
     assert node.processed_frames[2] == 0
     assert any(s.name.endswith(": inference") and {v.key for v in s.values} >= {"device", "precision"}
                for s in diagnostics.status)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_node_on_cuda_publishes_valid_labels(tmp_path):
+    weights = tmp_path / "tiny.pth"
+    torch.save(create_model("mbv2", NUM_CLASSES).state_dict(), weights)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID + 10)
+    node = SegmentationNode(context=context, parameter_overrides=[
+        Parameter("image_topics", value=["/gpu/image_raw"]), Parameter("weights", value=str(weights)),
+        Parameter("device", value="cuda"), Parameter("precision", value="auto")])
+    client = Client(context)
+    client.image_publishers["/gpu"] = client.node.create_publisher(Image, "/gpu/image_raw", qos_profile_sensor_data)
+    client.listen("/gpu/segmentation/labels")
+    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    executor.add_node(node)
+    executor.add_node(client.node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    try:
+        assert node.segmenter.device.type == "cuda"
+        pixels = RNG.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+        sent = []
+        labels = client.wait_for("/gpu/segmentation/labels", lambda m: any(same_header(m, s) for s in sent),
+                                 republish=lambda: sent.append(client.publish("/gpu", pixels)))
+        assert (labels.height, labels.width) == (64, 80) and image_to_numpy(labels).max() < NUM_CLASSES
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        client.node.destroy_node()
+        rclpy.shutdown(context=context)
+        thread.join(timeout=5)
