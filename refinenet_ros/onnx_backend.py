@@ -76,7 +76,12 @@ class OnnxModel:
             raise OnnxModelError(f"{self.path}: expected one input and one output, got "
                                  f"{[i.name for i in inputs]} -> {[o.name for o in outputs]}")
         self._input, self._output = inputs[0], outputs[0]
-        self._read_metadata(self.session.get_modelmeta().custom_metadata_map)
+        try:
+            self._read_metadata(self.session.get_modelmeta().custom_metadata_map)
+        except OnnxModelError:
+            raise
+        except (ValueError, TypeError) as exc:  # includes json.JSONDecodeError
+            raise OnnxModelError(f"{self.path}: malformed refinenet_ros metadata: {exc}") from exc
 
     def _read_metadata(self, meta):
         shape = self._input.shape
@@ -109,6 +114,9 @@ class OnnxModel:
     def run(self, x):
         """numpy in the graph's input format -> numpy output; a static batch size is met by
         padding (or splitting) the batch, and the padding is dropped from the output."""
+        x = np.asarray(x)
+        if self._input_dtype == np.uint8 and x.dtype != np.uint8:
+            raise OnnxModelError(f"{self.path} takes uint8 images (0-255), got {x.dtype}")
         x = np.ascontiguousarray(x, dtype=self._input_dtype)
         if self.batch_size is None or len(x) == self.batch_size:
             return self.session.run(None, {self._input.name: x})[0]

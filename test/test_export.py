@@ -102,6 +102,8 @@ def test_uint8_input_with_label_output_gives_the_same_labels(fused, tmp_path):
     assert (labels == logits.argmax(1).numpy()).mean() >= 0.999
     with pytest.raises(OnnxModelError, match="uint8_nhwc input and labels output"):
         onnx_model(torch.zeros(1, 3, 72, 100))
+    with pytest.raises(OnnxModelError, match="takes uint8 images"):
+        onnx_model.run(images.numpy() / 255.0)
 
 
 def test_fp16_export_keeps_float32_io_and_the_labels(fused, tmp_path):
@@ -158,7 +160,12 @@ def test_segmenter_onnx_backend_matches_pytorch_backend(weights, dynamic_onnx):
         assert (a.labels == b.labels).mean() >= 0.999
 
 
-def test_corrupt_or_missing_files_give_clear_errors(tmp_path, capsys):
+def test_corrupt_or_missing_files_give_clear_errors(dynamic_onnx, tmp_path, capsys):
+    proto = onnx.load(str(dynamic_onnx))
+    next(p for p in proto.metadata_props if p.key == "num_classes").value = "[five]"
+    onnx.save(proto, str(tmp_path / "meta.onnx"))
+    with pytest.raises(OnnxModelError, match="meta.onnx: .*number of classes"):
+        OnnxModel(tmp_path / "meta.onnx")
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a protobuf \x00\x01\x02" * 10)
     with pytest.raises(OnnxModelError, match="cannot load ONNX model .*bad.onnx"):
