@@ -1,8 +1,7 @@
 """ResNet trunks (torchvision's ResNet, classifier removed) for the RefineNet family."""
 import torch.nn as nn
-from torchvision.models import resnet
 
-_TRUNKS = {50: resnet.resnet50, 101: resnet.resnet101, 152: resnet.resnet152}
+_DEPTHS = (50, 101, 152)
 
 
 class ResNetEncoder(nn.Module):
@@ -19,9 +18,12 @@ class ResNetEncoder(nn.Module):
 
     def __init__(self, depth, dropout=0.0):
         super().__init__()
-        if depth not in _TRUNKS:
-            raise ValueError(f"ResNet depth must be one of {sorted(_TRUNKS)}, got {depth}")
-        trunk = _TRUNKS[depth](weights=None)
+        if depth not in _DEPTHS:
+            raise ValueError(f"ResNet depth must be one of {_DEPTHS}, got {depth}")
+        # Imported here: torchvision pulls in torch._dynamo, slowing every start-up that
+        # only needs the MobileNet-v2 model.
+        from torchvision.models import resnet
+        trunk = getattr(resnet, f"resnet{depth}")(weights=None)
         self.conv1, self.bn1, self.relu, self.maxpool = trunk.conv1, trunk.bn1, trunk.relu, trunk.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = (
             trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4)
