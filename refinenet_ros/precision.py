@@ -65,7 +65,11 @@ def resolve_device(device):
 
 
 def check_precision_supported(precision, device):
-    """Raise ValueError for a precision the device cannot run."""
+    """Raise ValueError for a precision the device cannot run (well)."""
+    if device.type == "cpu" and precision == "fp16":
+        # PyTorch has no fast fp16 convolutions on CPUs: a small frame takes minutes.
+        raise ValueError("precision 'fp16' is not supported on the CPU; use 'fp32' (or 'bf16' on CPUs "
+                         "with AMX/AVX512-BF16)")
     if device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
         raise ValueError(f"precision 'bf16' is not supported on {torch.cuda.get_device_name(device)}; "
                          f"use 'fp16' or 'fp32'")

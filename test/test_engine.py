@@ -188,6 +188,8 @@ def test_bad_arguments_raise_clear_errors(weights, segmenter):
         Segmenter(weights=weights, device="tpu")
     with pytest.raises(ValueError, match="unknown precision 'fp8'"):
         Segmenter(weights=weights, device="cpu", precision="fp8")
+    with pytest.raises(ValueError, match="'fp16' is not supported on the CPU"):
+        Segmenter(weights=weights, device="cpu", precision="fp16")
     with pytest.raises(ValueError, match="input_size"):
         Segmenter(weights=weights, device="cpu", input_size=(0, 10))
     with pytest.raises(ValueError, match="scales"):
