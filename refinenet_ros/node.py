@@ -216,7 +216,9 @@ class SegmentationNode(Node):
     def destroy_node(self):
         self._stopping.set()
         self._slots.close()
-        self._thread.join(timeout=10.0)
+        # no timeout: a batch still running must finish before the interpreter exits, or
+        # torch's threads abort the process ("terminate called without an active exception")
+        self._thread.join()
         return super().destroy_node()
 
 

@@ -36,27 +36,56 @@ def node_command():
     return [str(script)] if script.is_file() else [sys.executable, "-m", "refinenet_ros.node"]
 
 
-def start_node(tmp_path, **parameters):
-    params = {"/**": {"ros__parameters": parameters}}
-    params_file = tmp_path / "params.yaml"
-    params_file.write_text(yaml.safe_dump(params))
-    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID), ROS_LOG_DIR=str(tmp_path / "log"),
-               ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1",
-               FASTRTPS_DEFAULT_PROFILES_FILE=str(REPO / "config" / "fastdds.xml"))
-    return subprocess.Popen(node_command() + ["--ros-args", "--params-file", str(params_file)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+# Generous: on a loaded 2-core machine importing torch alone can take minutes.
+START_TIMEOUT_S = 300.0
 
 
-def stop(process, sig):
-    process.send_signal(sig)
-    try:
-        output, _ = process.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-        raise AssertionError(f"node did not exit after {sig.name}:\n{output}")
-    return process.returncode, output
+class NodeProcess:
+    """The node as a child process; its output is collected by a thread."""
+
+    def __init__(self, tmp_path, **parameters):
+        params_file = tmp_path / "params.yaml"
+        params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": parameters}}))
+        env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID), ROS_LOG_DIR=str(tmp_path / "log"),
+                   ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1",
+                   FASTRTPS_DEFAULT_PROFILES_FILE=str(REPO / "config" / "fastdds.xml"))
+        # the shipped parameter file first, the test's values over it (the later file wins)
+        files = ["--params-file", str(REPO / "config" / "params.yaml"), "--params-file", str(params_file)]
+        self.process = subprocess.Popen(node_command() + ["--ros-args"] + files, env=env, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        start_new_session=True)  # pytest's Ctrl-C is not the node's
+        self.lines = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self):
+        return "".join(self.lines)
+
+    def wait_ready(self):
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while "segmenting" not in self.output:
+            assert self.process.poll() is None, f"node exited with {self.process.returncode}:\n{self.output}"
+            assert time.monotonic() < deadline, f"node not ready after {START_TIMEOUT_S} s:\n{self.output}"
+            time.sleep(0.1)
+
+    def wait_exit(self, timeout=START_TIMEOUT_S):
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"node did not exit within {timeout} s:\n{self.output}") from None
+        self.reader.join(timeout=10)
+        return self.process.returncode, self.output
+
+    def stop(self, sig):
+        self.process.send_signal(sig)
+        return self.wait_exit(timeout=60)
 
 
 @pytest.fixture
@@ -82,7 +111,7 @@ def client():
     thread.join(timeout=5)
 
 
-def call(node, service_type, name, request, timeout=30.0):
+def call(node, service_type, name, request, timeout=120.0):
     client = node.create_client(service_type, name)
     assert client.wait_for_service(timeout_sec=timeout), f"{name} not available"
     future = client.call_async(request)
@@ -102,18 +131,19 @@ def set_parameter(node, name, value):
 
 
 def test_node_process_serves_two_cameras_takes_parameters_and_exits_0_on_sigint(tmp_path, weights, client):
-    process = start_node(tmp_path, image_topics=["/left/image_raw", "/right/image_raw"], weights=str(weights),
-                         device="cpu", precision="fp32", max_batch_size=2)
+    node = NodeProcess(tmp_path, image_topics=["/left/image_raw", "/right/image_raw"], weights=str(weights),
+                       device="cpu", precision="fp32", max_batch_size=2)
     try:
+        node.wait_ready()
         received = {"/left": [], "/right": []}
         for ns in received:
             client.create_subscription(Image, f"{ns}/segmentation/labels", received[ns].append, 10)
         publishers = {ns: client.create_publisher(Image, f"{ns}/image_raw", qos_profile_sensor_data)
                       for ns in received}
         pixels = np.random.default_rng(1).integers(0, 256, (480, 640, 3), dtype=np.uint8)  # VGA
-        deadline, stamp = time.monotonic() + 90, 0
+        deadline, stamp = time.monotonic() + 120, 0
         while time.monotonic() < deadline and not all(received.values()):
-            assert process.poll() is None, process.communicate()[0]
+            assert node.process.poll() is None, node.output
             for ns, publisher in publishers.items():
                 stamp += 1
                 msg = numpy_to_image(pixels, "rgb8")
@@ -135,32 +165,32 @@ def test_node_process_serves_two_cameras_takes_parameters_and_exits_0_on_sigint(
                    GetParameters.Request(names=["overlay_alpha", "output_resolution", "device"])).values
         assert (got[0].double_value, got[1].string_value, got[2].string_value) == (0.25, "input", "cpu")
     finally:
-        code, output = stop(process, signal.SIGINT)
+        code, output = node.stop(signal.SIGINT)
     assert code == 0, output
     assert "Traceback" not in output
 
 
 @pytest.mark.slow  # a second process start (~20 s on a busy 2-core machine)
 def test_sigterm_exits_0(tmp_path, weights):
-    process = start_node(tmp_path, weights=str(weights), device="cpu")
-    deadline = time.monotonic() + 90
-    lines = []
-    while time.monotonic() < deadline:  # wait until it serves, then stop it
-        line = process.stdout.readline()
-        lines.append(line)
-        if "segmenting" in line or not line:
-            break
-    code, output = stop(process, signal.SIGTERM)
-    assert code == 0, "".join(lines) + output
+    node = NodeProcess(tmp_path, weights=str(weights), device="cpu")
+    node.wait_ready()
+    code, output = node.stop(signal.SIGTERM)
+    assert code == 0, output
     assert "Traceback" not in output
 
 
 def test_missing_weights_fail_at_start_up_naming_the_file(tmp_path):
     missing = tmp_path / "nowhere.pth"
-    process = start_node(tmp_path, weights=str(missing))
-    output, _ = process.communicate(timeout=120)
-    assert process.returncode == 1
+    code, output = NodeProcess(tmp_path, weights=str(missing)).wait_exit()
+    assert code == 1, output
     assert str(missing) in output and "Traceback" not in output
+
+
+@pytest.mark.slow
+def test_out_of_range_parameter_fails_at_start_up_naming_it(tmp_path, weights):
+    code, output = NodeProcess(tmp_path, weights=str(weights), device="cpu", max_batch_size=1000).wait_exit()
+    assert code == 1, output
+    assert "max_batch_size" in output and "Traceback" not in output
 
 
 @pytest.mark.slow
@@ -168,7 +198,6 @@ def test_default_weights_missing_gives_a_clear_error(tmp_path):
     from refinenet_ros.paths import model_metadata
     if pathlib.Path(model_metadata()["weights"]).is_file():
         pytest.skip("the shipped model is installed")
-    process = start_node(tmp_path, device="cpu")
-    output, _ = process.communicate(timeout=120)
-    assert process.returncode == 1
+    code, output = NodeProcess(tmp_path, device="cpu").wait_exit()
+    assert code == 1, output
     assert "camvid_mbv2.pth" in output and "not found" in output and "Traceback" not in output
