@@ -105,7 +105,7 @@ class Segmenter:
         if select_precision(precision, "cpu", flags=()) != "fp32":
             raise ValueError(f"the ONNX backend runs the exported graph as it is; precision={precision!r} "
                              f"is not available (use 'auto' or 'fp32')")
-        self._model = OnnxModel(path, str(self.device))
+        self._model = OnnxModel(path, device)  # "auto" lets it fall back to its CPU provider
         if (self._model.input_mode, self._model.output_mode) != ("float_nchw", "logits"):
             raise ValueError(f"{path} was exported with {self._model.input_mode} input and "
                              f"{self._model.output_mode} output; the Segmenter needs float_nchw input and "

@@ -9,7 +9,9 @@ import re
 import torch
 
 WRAPPER_KEYS = ("model", "state_dict", "segmenter")
-CLASSIFIER_KEYS = ("classifier.weight", "segm.weight", "clf_conv.weight")
+# Last layer with one output channel per class: ours, the official layouts, and GCN (whose
+# last layer is a boundary-refinement conv).
+CLASSIFIER_KEYS = ("classifier.weight", "segm.weight", "clf_conv.weight", "final_refine.1.conv2.weight")
 
 # The official key map, one row per rule: (family, published name, our name). In both names
 # "{x}" is an integer field, "{x+N}" / "{N-x}" its published offset or reflection, and "{t}"
