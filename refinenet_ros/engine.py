@@ -63,7 +63,7 @@ class Segmenter:
         self.arch = arch
         self._compiled = None
         if weights is not None and os.fspath(weights).lower().endswith(".onnx"):
-            self._load_onnx(os.fspath(weights), precision, num_classes)
+            self._load_onnx(os.fspath(weights), device, precision, num_classes)
             meta = {"classes": self._model.classes, "palette": self._model.palette or ()}
         else:
             self._load_torch(arch, weights, num_classes, precision)
@@ -100,7 +100,7 @@ class Segmenter:
         self.output_stride = model.output_stride
         self.backend = "torch"
 
-    def _load_onnx(self, path, precision, num_classes):
+    def _load_onnx(self, path, device, precision, num_classes):
         from .onnx_backend import OnnxModel  # optional backend, imported only when used
         if select_precision(precision, "cpu", flags=()) != "fp32":
             raise ValueError(f"the ONNX backend runs the exported graph as it is; precision={precision!r} "
