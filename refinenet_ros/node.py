@@ -8,6 +8,7 @@ nobody subscribes to. Parameters: config/params.yaml; topics and diagnostics: do
     ros2 run refinenet_ros segmentation_node --ros-args --params-file config/params.yaml
 """
 import copy
+import signal
 import sys
 import threading
 import time
@@ -21,6 +22,7 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image
 
 from .conversions import (ImageConversionError, image_to_numpy, numpy_to_image, pixels_to_rgb,
@@ -224,25 +226,28 @@ class SegmentationNode(Node):
 
 def main(args=None):
     """Console script ``segmentation_node``; returns the exit code (0 on SIGINT/SIGTERM)."""
-    rclpy.init(args=args)
+    # Our own signal handlers only ask the spin loop to stop: rclpy's default ones shut the
+    # context down under the inference thread's feet, which can abort the process
+    # ("terminate called without an active exception") instead of exiting 0.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     node, code = None, 0
     try:
         executor = SingleThreadedExecutor()
         node = SegmentationNode()
         executor.add_node(node)
-        executor.spin()
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (StartupError, ParameterException) as exc:  # bad parameters: say which, no traceback
         rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
         code = 1
-    except Exception:  # noqa: BLE001
-        if rclpy.ok():
-            raise  # a bug: keep the traceback
-        # else a signal shut the context down while starting: a normal exit
     finally:
         if node is not None:
-            node.destroy_node()
+            node.destroy_node()  # joins the inference thread first
         rclpy.try_shutdown()
     return code
 
