@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import random
+import re
 import sys
 import time
 
@@ -239,9 +240,11 @@ def main(argv=None):
 def _load_torchvision_imagenet(model, arch):
     """Download torchvision's IMAGENET1K_V1 weights (needs a connected machine)."""
     from torchvision import models as tvm
-    weights = {"mbv2": tvm.MobileNet_V2_Weights.IMAGENET1K_V1, "rf_lw50": tvm.ResNet50_Weights.IMAGENET1K_V1,
-               "rf_lw101": tvm.ResNet101_Weights.IMAGENET1K_V1,
-               "rf_lw152": tvm.ResNet152_Weights.IMAGENET1K_V1}[arch]
+    if arch == "mbv2":
+        weights = tvm.MobileNet_V2_Weights.IMAGENET1K_V1
+    else:  # every other arch sits on a ResNet trunk named by its trailing depth
+        depth = int(re.search(r"(\d+)$", arch).group(1))
+        weights = getattr(tvm, f"ResNet{depth}_Weights").IMAGENET1K_V1
     state_dict = weights.get_state_dict(progress=True)
     path = os.path.join(torch.hub.get_dir(), f"{arch}_imagenet_state_dict.pth")
     os.makedirs(os.path.dirname(path), exist_ok=True)
