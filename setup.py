@@ -29,7 +29,6 @@ setup(
     maintainer_email="refinenet-ros@example.com",
     description="Light-Weight RefineNet semantic segmentation for ROS 2",
     license="BSD-3-Clause",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "segmentation_node = refinenet_ros.node:main",

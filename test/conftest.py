@@ -153,3 +153,16 @@ def topic_recorder():
     yield make
     for recorder in recorders:
         recorder.close()
+
+
+def randomise_batchnorm(model):
+    """Give every BatchNorm non-trivial statistics, so that folding them is really tested."""
+    import torch
+    gen = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+    return model

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from conftest import randomise_batchnorm as _randomise_bn
 from refinenet_ros.models import (CheckpointError, count_parameters, create_model,
                                   fuse_for_inference, load_checkpoint, load_imagenet_encoder,
                                   to_official_layout)
@@ -30,17 +31,6 @@ def test_logits_are_output_stride_4_with_ceil(arch, size):
     with torch.no_grad():
         out = model(torch.randn(1, 3, *size))
     assert out.shape == (1, 5, -(-size[0] // 4), -(-size[1] // 4))
-
-
-def _randomise_bn(model):
-    gen = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-    return model
 
 
 @pytest.mark.parametrize("arch", ["mbv2", "rf_lw50"])

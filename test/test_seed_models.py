@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
+from conftest import randomise_batchnorm as _randomise_bn
 from refinenet_ros.models import (CheckpointError, count_parameters, create_model,
                                   fuse_for_inference, load_checkpoint, load_imagenet_encoder)
 from refinenet_ros.models.resnet import ResNetEncoder
@@ -54,17 +55,6 @@ def test_gcn_kernel_size_is_a_parameter():
         assert model(torch.randn(1, 3, 37, 51)).shape == (1, 4, 37, 51)
     with pytest.raises(ValueError, match="positive odd"):
         create_model("gcn50", 4, kernel_size=8)
-
-
-def _randomise_bn(model):
-    gen = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-    return model
 
 
 @pytest.mark.parametrize("arch", ["refinenet50", "gcn50"])
