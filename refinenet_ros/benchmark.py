@@ -84,7 +84,8 @@ def run(args):
         args.weights = handle.name
     device = args.device
     engine = Segmenter(arch=args.arch, weights=args.weights, num_classes=args.num_classes, device=device,
-                       precision=args.precision, input_size=args.input_size, compile=args.compile)
+                       precision=args.precision, input_size=args.input_size, compile=args.compile,
+                       backend=args.backend)
     model = load_checkpoint(create_model(engine.arch, engine.num_classes), args.weights)
     baseline = NaiveSegmenter(model, engine.palette, args.input_size, engine.device)
     frames = synthetic_frames(args.batch, args.height, args.width)
@@ -104,7 +105,7 @@ def run(args):
     result = {
         "arch": engine.arch, "weights": "random-init" if random_init else args.weights, "num_classes": engine.num_classes,
         "height": args.height, "width": args.width, "batch": args.batch,
-        "device": str(engine.device), "precision": engine.precision, "compiled": args.compile,
+        "device": str(engine.device), "precision": engine.precision, "compiled": args.compile, "backend": engine.backend,
         "torch_threads": torch.get_num_threads(), "iterations": args.iterations,
         "engine": _summary(engine_times, args.batch),
         "baseline": _summary(baseline_times, args.batch),
@@ -133,6 +134,8 @@ def parse_args(argv=None):
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="torch.compile the engine's model")
+    parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
+                        help="the engine's backend (onnxruntime: the fused model exported on the fly)")
     args = parser.parse_args(argv)
     if args.weights is None and args.num_classes is None:
         args.num_classes = 11

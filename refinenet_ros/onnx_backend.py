@@ -63,6 +63,9 @@ class OnnxModel:
         if not os.path.isfile(self.path):
             raise OnnxModelError(f"ONNX model not found: {self.path}")
         options = ort.SessionOptions()
+        # ONNX Runtime's workers spin after each run by default, starving the torch threads
+        # that pre- and post-process around it (measured: 169 vs 123 ms per frame, 2 cores).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = int(threads)
         providers = providers or _providers(str(device), ort.get_available_providers())

@@ -334,3 +334,21 @@ def test_cuda_graphs_keep_labels(weights):
     graphs = Segmenter(weights=weights, device="cuda", precision="fp32", input_size=(64, 96), compile=True)
     for _ in range(3):  # repeated calls replay the captured graph
         assert np.mean(graphs.segment(image)[0].labels == eager.segment(image)[0].labels) >= 0.999
+
+
+def test_onnxruntime_backend_labels_equal_the_torch_backend(tmp_path):
+    """backend="onnxruntime" exports the fused model on the fly; same labels, any frame size."""
+    pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    weights = tmp_path / "w.pth"
+    torch.save(create_model("mbv2", 5).state_dict(), weights)
+    reference = Segmenter(weights=str(weights), device="cpu", precision="fp32")
+    exported = Segmenter(weights=str(weights), device="cpu", precision="fp32", backend="onnxruntime")
+    assert exported.backend == "onnx" and exported.num_classes == 5
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, size, dtype=np.uint8) for size in ((64, 96, 3), (65, 97, 3), (64, 96, 3))]
+    for a, b in zip(reference.segment(frames), exported.segment(frames)):
+        assert a.labels.shape == b.labels.shape
+        assert np.mean(a.labels == b.labels) >= 0.999
+    with pytest.raises(ValueError, match="backend must be one of"):
+        Segmenter(weights=str(weights), device="cpu", backend="tensorrt")
