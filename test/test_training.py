@@ -32,12 +32,12 @@ def test_tiny_training_run_lowers_loss_and_checkpoint_loads_back(tmp_path, camvi
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert len(log) == 8
     assert log[-1]["loss"] < 0.8 * log[0]["loss"], log
-    model = load_checkpoint(create_model("mbv2"), str(out / "final.pth"))
+    model = load_checkpoint(create_model("mbv2", 11), str(out / "final.pth"))
     assert model.num_classes == 11
     # Resuming a finished run does no more work and keeps the weights.
     before = {k: v.clone() for k, v in model.state_dict().items()}
     assert train.main(argv) == 0
-    after = load_checkpoint(create_model("mbv2"), str(out / "final.pth")).state_dict()
+    after = load_checkpoint(create_model("mbv2", 11), str(out / "final.pth")).state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
