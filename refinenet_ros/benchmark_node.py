@@ -10,12 +10,16 @@ Prints JSON with
   median raw inference time, at VGA by default (target <= 5 ms);
 - ``batching_speedup``: aggregate output fps of 4 cameras with max_batch_size 4 over
   max_batch_size 1 (target >= 1.5; mostly a GPU effect, small on a CPU).
-The node runs in this process on its own context and ROS domain; frames cross DDS
-(shared memory with config/fastdds.xml) exactly as from another process.
+The node runs as its own process (python -m refinenet_ros.node with a params file), as on a
+robot; frames cross DDS (shared memory with config/fastdds.xml) between the two processes.
 """
 import argparse
 import json
+import os
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -23,15 +27,14 @@ import time
 import numpy as np
 import rclpy
 import torch
-from rclpy.executors import MultiThreadedExecutor
-from rclpy.parameter import Parameter
+import yaml
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from .conversions import numpy_to_image
 from .engine import Segmenter
 from .models import create_model
-from .node import SegmentationNode
 
 
 def parse_args(argv=None):
@@ -138,16 +141,62 @@ class Driver:
         return statistics.median(latencies) * 1000.0
 
 
-def wait_connected(driver, node, cameras, timeout=60.0):
+def wait_connected(driver, cameras, timeout=180.0, round_s=5.0):
+    """Publish a frame per camera until all come back in one round (the node process may still
+    be starting; a round allows for a slow model: 4 VGA frames take ~1 s on a 2-core CPU)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         driver.reset()
         for camera in range(cameras):
             driver.publish(camera)
-        time.sleep(0.5)
-        if min(node.processed_frames[:cameras]) > 0 and driver.arrivals:
-            return
+        round_end = time.monotonic() + round_s
+        while time.monotonic() < round_end:
+            time.sleep(0.1)
+            with driver.lock:
+                if len(driver.arrivals) >= cameras:
+                    return
     raise RuntimeError("the node never answered: check ROS_DOMAIN_ID and the Fast DDS profile")
+
+
+def start_node(tmp, args, weights, namespaces, max_batch_size):
+    """The node as users run it: its own process, parameters from a YAML file."""
+    params = {"/**": {"ros__parameters": {
+        "image_topics": [f"{ns}/image_raw" for ns in namespaces], "arch": args.arch, "weights": weights,
+        "device": args.device, "precision": args.precision, "publish_overlay": False,
+        "max_batch_size": max_batch_size}}}
+    path = os.path.join(tmp, f"params_{max_batch_size}.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(params, f)
+    env = dict(os.environ, ROS_DOMAIN_ID=str(args.domain_id))
+    return subprocess.Popen([sys.executable, "-m", "refinenet_ros.node", "--ros-args", "--params-file", path],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_node(process):
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def measure_node(tmp, args, weights, namespaces, max_batch_size, measurements):
+    process = start_node(tmp, args, weights, namespaces, max_batch_size)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=args.domain_id)
+    driver = Driver(context, namespaces, measurements["frame"])
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(driver.node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        wait_connected(driver, len(namespaces))
+        return {name: fn(driver) for name, fn in measurements["runs"].items()}
+    finally:
+        stop_node(process)
+        executor.shutdown()
+        driver.node.destroy_node()
+        rclpy.shutdown(context=context)
 
 
 def main(argv=None):
@@ -162,33 +211,16 @@ def main(argv=None):
         segmenter = Segmenter(arch=args.arch, weights=weights, device=args.device, precision=args.precision)
         raw_fps, raw_ms = raw_segmenter(segmenter, frame, args.seconds)
         raw_batch_fps, _ = raw_segmenter(segmenter, frame, args.seconds, batch=args.cameras)
-
-        context = rclpy.Context()
-        rclpy.init(context=context, domain_id=args.domain_id)
+        rate, seconds = raw_fps * 1.5, args.seconds
         namespaces = [f"/bench{i}" for i in range(args.cameras)]
-        node = SegmentationNode(context=context, parameter_overrides=[
-            Parameter("image_topics", value=[f"{ns}/image_raw" for ns in namespaces]),
-            Parameter("arch", value=args.arch), Parameter("weights", value=weights),
-            Parameter("device", value=args.device), Parameter("precision", value=args.precision),
-            Parameter("publish_overlay", value=False), Parameter("max_batch_size", value=args.cameras)])
-        driver = Driver(context, namespaces, frame)
-        executor = MultiThreadedExecutor(num_threads=2, context=context)
-        executor.add_node(node)
-        executor.add_node(driver.node)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
-        spinner.start()
-        try:
-            wait_connected(driver, node, args.cameras)
-            node_fps = driver.open_loop(1, rate=raw_fps * 1.5, seconds=args.seconds)
-            latency_ms = driver.closed_loop(args.seconds)
-            batched_fps = driver.open_loop(args.cameras, rate=raw_fps * 1.5, seconds=args.seconds)
-            node.set_parameters([Parameter("max_batch_size", value=1)])
-            unbatched_fps = driver.open_loop(args.cameras, rate=raw_fps * 1.5, seconds=args.seconds)
-        finally:
-            executor.shutdown()
-            node.destroy_node()
-            driver.node.destroy_node()
-            rclpy.shutdown(context=context)
+        batched = measure_node(tmp, args, weights, namespaces, args.cameras, {"frame": frame, "runs": {
+            "node_fps": lambda d: d.open_loop(1, rate=rate, seconds=seconds),
+            "latency_ms": lambda d: d.closed_loop(seconds),
+            "batched_fps": lambda d: d.open_loop(args.cameras, rate=rate, seconds=seconds)}})
+        unbatched = measure_node(tmp, args, weights, namespaces, 1, {"frame": frame, "runs": {
+            "fps": lambda d: d.open_loop(args.cameras, rate=rate, seconds=seconds)}})
+        node_fps, latency_ms = batched["node_fps"], batched["latency_ms"]
+        batched_fps, unbatched_fps = batched["batched_fps"], unbatched["fps"]
         # again after the node runs, keeping the better figure: conservative ratios on a noisy machine
         again_fps, again_ms = raw_segmenter(segmenter, frame, args.seconds)
         raw_fps, raw_ms = max(raw_fps, again_fps), min(raw_ms, again_ms)
