@@ -16,7 +16,6 @@ robot; frames cross DDS (shared memory with config/fastdds.xml) between the two 
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from .conversions import numpy_to_image
+from .demo import stop_processes
 from .engine import Segmenter
 from .models import create_model
 
@@ -172,14 +172,6 @@ def start_node(tmp, args, weights, namespaces, max_batch_size):
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def stop_node(process):
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-
-
 def measure_node(tmp, args, weights, namespaces, max_batch_size, measurements):
     process = start_node(tmp, args, weights, namespaces, max_batch_size)
     context = rclpy.Context()
@@ -193,7 +185,7 @@ def measure_node(tmp, args, weights, namespaces, max_batch_size, measurements):
         wait_connected(driver, len(namespaces))
         return {name: fn(driver) for name, fn in measurements["runs"].items()}
     finally:
-        stop_node(process)
+        stop_processes([process])
         executor.shutdown()
         driver.node.destroy_node()
         rclpy.shutdown(context=context)

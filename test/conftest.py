@@ -75,15 +75,8 @@ def ros_processes(console_scripts):
         return process
 
     yield start
-    for process in started:
-        if process.poll() is None:
-            process.send_signal(2)
-    for process in started:
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    from refinenet_ros.demo import stop_processes
+    stop_processes(started)
 
 
 class TopicRecorder:
