@@ -129,7 +129,7 @@ class SegmentationNode(Node):
             return Segmenter(arch=values["arch"], weights=values["weights"],
                              num_classes=values["num_classes"] or None, device=values["device"],
                              precision=values["precision"], input_size=self._settings.input_size,
-                             palette=palette, class_names=names)
+                             palette=palette, class_names=names, backend=values["backend"])
         except Exception as exc:  # noqa: BLE001 - any model-loading failure is a start-up error
             raise StartupError(f"cannot load the model (arch={values['arch']!r}, "
                                f"weights={values['weights']!r}): {exc}") from exc

@@ -9,6 +9,7 @@ import yaml
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 ParameterType)
 
+from .engine import BACKENDS
 from .models import available_archs
 
 QOS_CHOICES = ("sensor_data", "reliable")
@@ -28,6 +29,8 @@ PARAMETERS = {
     "num_classes": (0, _INT, "number of classes; 0 = from the weights", True, (0, 65535)),
     "device": ("auto", _STRING, "auto | cpu | cuda | cuda:N", True, None),
     "precision": ("auto", _STRING, f"{' | '.join(PRECISIONS)}", True, None),
+    "backend": ("torch", _STRING, "torch | onnxruntime (the fused model exported at start-up and run by "
+                "ONNX Runtime on the CPU)", True, None),
     "palette": ("", _STRING, "file of RGB colours per class (YAML/JSON list); '' = the model's", True, None),
     "class_names": ("", _STRING, "file of class names (YAML/JSON list or one per line); '' = the model's",
                     True, None),
@@ -91,6 +94,8 @@ def check_value(name, value):
         return f"arch must be one of {available_archs()}, got {value!r}"
     if name == "precision" and value not in PRECISIONS:
         return f"precision must be one of {PRECISIONS}, got {value!r}"
+    if name == "backend" and value not in BACKENDS:
+        return f"backend must be one of {BACKENDS}, got {value!r}"
     if name == "device" and not (value in ("auto", "cpu", "cuda") or _is_cuda_index(value)):
         return f"device must be auto, cpu, cuda or cuda:N, got {value!r}"
     if name == "output_resolution" and value not in OUTPUT_RESOLUTIONS:

@@ -256,34 +256,47 @@ def test_cameras_without_subscribers_run_no_inference(ros):
                for s in diagnostics.status)
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_node_on_cuda_publishes_valid_labels(tmp_path):
+def one_camera_labels(tmp_path, domain_id, **overrides):
+    """A fresh node with ``overrides`` on one camera: the node and one labels message."""
     weights = tmp_path / "tiny.pth"
     torch.save(create_model("mbv2", NUM_CLASSES).state_dict(), weights)
     context = rclpy.Context()
-    rclpy.init(context=context, domain_id=DOMAIN_ID + 10)
+    rclpy.init(context=context, domain_id=domain_id)
     node = SegmentationNode(context=context, parameter_overrides=[
-        Parameter("image_topics", value=["/gpu/image_raw"]), Parameter("weights", value=str(weights)),
-        Parameter("device", value="cuda"), Parameter("precision", value="auto")])
+        Parameter("image_topics", value=["/one/image_raw"]), Parameter("weights", value=str(weights)),
+        *(Parameter(name, value=value) for name, value in overrides.items())])
     client = Client(context)
-    client.image_publishers["/gpu"] = client.node.create_publisher(Image, "/gpu/image_raw", qos_profile_sensor_data)
-    client.listen("/gpu/segmentation/labels")
+    client.image_publishers["/one"] = client.node.create_publisher(Image, "/one/image_raw", qos_profile_sensor_data)
+    client.listen("/one/segmentation/labels")
     executor = MultiThreadedExecutor(num_threads=2, context=context)
     executor.add_node(node)
     executor.add_node(client.node)
     thread = threading.Thread(target=executor.spin, daemon=True)
     thread.start()
     try:
-        assert node.segmenter.device.type == "cuda"
         pixels = RNG.integers(0, 256, (64, 80, 3), dtype=np.uint8)
         sent = []
-        labels = client.wait_for("/gpu/segmentation/labels", lambda m: any(same_header(m, s) for s in sent),
-                                 republish=lambda: sent.append(client.publish("/gpu", pixels)))
-        assert (labels.height, labels.width) == (64, 80) and image_to_numpy(labels).max() < NUM_CLASSES
+        labels = client.wait_for("/one/segmentation/labels", lambda m: any(same_header(m, s) for s in sent),
+                                 republish=lambda: sent.append(client.publish("/one", pixels)))
+        return node, labels
     finally:
         executor.shutdown()
         node.destroy_node()
         client.node.destroy_node()
         rclpy.shutdown(context=context)
         thread.join(timeout=5)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_node_on_cuda_publishes_valid_labels(tmp_path):
+    node, labels = one_camera_labels(tmp_path, DOMAIN_ID + 10, device="cuda", precision="auto")
+    assert node.segmenter.device.type == "cuda"
+    assert (labels.height, labels.width) == (64, 80) and image_to_numpy(labels).max() < NUM_CLASSES
+
+
+def test_node_with_the_onnxruntime_backend_publishes_valid_labels(tmp_path):
+    pytest.importorskip("onnxruntime")
+    node, labels = one_camera_labels(tmp_path, DOMAIN_ID + 11, device="cpu", backend="onnxruntime")
+    assert node.segmenter.backend == "onnx"
+    assert (labels.height, labels.width) == (64, 80) and image_to_numpy(labels).max() < NUM_CLASSES

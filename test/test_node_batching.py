@@ -69,6 +69,7 @@ def test_params_yaml_declares_every_parameter_with_its_default(repo_root):
     ("image_topics", ["/a/image", "/a/image"], "duplicates"),
     ("image_topics", ["/a/image", "/a/image_rect"], "share a namespace"),
     ("weights", "/no/such/file.pth", "does not exist"),
+    ("backend", "tensorrt", "backend must be one of"),
 ])
 def test_check_value_explains_what_is_wrong(name, value, reason):
     assert reason in check_value(name, value)
