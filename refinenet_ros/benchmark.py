@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from .engine import Segmenter
 from .models import IMAGENET_MEAN, IMAGENET_STD, create_model, load_checkpoint
 
+AGREEMENT_FRAMES = 16  # real frames checked for label agreement with the fp32 baseline
+
 
 class NaiveSegmenter:
     """Frame-by-frame reference pipeline (fp32, unfused, NCHW, numpy pre/post-processing)."""
@@ -81,14 +83,21 @@ def run(args):
     if random_init:  # one random model for both pipelines
         handle = tempfile.NamedTemporaryFile(suffix=".pth", delete=False)
         torch.save(create_model(args.arch, args.num_classes).state_dict(), handle.name)
-        args.weights = handle.name
+        args.weights = args.engine_weights = handle.name
     device = args.device
-    engine = Segmenter(arch=args.arch, weights=args.weights, num_classes=args.num_classes, device=device,
+    engine = Segmenter(arch=args.arch, weights=args.engine_weights, num_classes=args.num_classes, device=device,
                        precision=args.precision, input_size=args.input_size, compile=args.compile,
                        backend=args.backend)
     model = load_checkpoint(create_model(engine.arch, engine.num_classes), args.weights)
     baseline = NaiveSegmenter(model, engine.palette, args.input_size, engine.device)
-    frames = synthetic_frames(args.batch, args.height, args.width)
+    if args.frames:  # real frames: label agreement then means what it says
+        from .quantize import read_frames
+        frames = read_frames(args.frames, args.batch)
+        args.height, args.width = frames[0].shape[:2]
+        checked = read_frames(args.frames, max(args.batch, AGREEMENT_FRAMES))
+    else:
+        frames = synthetic_frames(args.batch, args.height, args.width)
+        checked = frames
     sync = torch.cuda.synchronize if engine.device.type == "cuda" else (lambda: None)
 
     engine_times, baseline_times = [], []
@@ -99,11 +108,11 @@ def run(args):
         engine_times.append(_timed(lambda: engine.segment(frames), sync))
         baseline_times.append(_timed(lambda: [baseline.segment_one(f) for f in frames], sync))
 
-    ours = engine.segment(frames)
-    reference = [baseline.segment_one(f)[0] for f in frames]
-    agreement = np.mean([np.mean(r.labels == ref) for r, ref in zip(ours, reference)])
+    ours = [r.labels for f in checked for r in engine.segment([f])]
+    reference = [baseline.segment_one(f)[0] for f in checked]
+    agreement = np.mean([np.mean(labels == ref) for labels, ref in zip(ours, reference)])
     result = {
-        "arch": engine.arch, "weights": "random-init" if random_init else args.weights, "num_classes": engine.num_classes,
+        "arch": engine.arch, "weights": "random-init" if random_init else args.engine_weights, "num_classes": engine.num_classes,
         "height": args.height, "width": args.width, "batch": args.batch,
         "device": str(engine.device), "precision": engine.precision, "compiled": args.compile, "backend": engine.backend,
         "torch_threads": torch.get_num_threads(), "iterations": args.iterations,
@@ -114,6 +123,7 @@ def run(args):
     result["speedup_cpu_time"] = round(result["baseline"]["cpu_ms_per_batch_p50"]
                                        / max(result["engine"]["cpu_ms_per_batch_p50"], 1e-6), 2)
     result["label_agreement_percent"] = round(100.0 * float(agreement), 3)
+    result["agreement_frames"] = f"{len(checked)} {'from ' + args.frames if args.frames else 'synthetic'}"
     return result
 
 
@@ -122,26 +132,36 @@ def parse_args(argv=None):
     parser.add_argument("--arch", default="mbv2")
     parser.add_argument("--weights", default=None,
                         help="checkpoint path, 'default' for the shipped model; random init if omitted")
+    parser.add_argument("--reference-weights", metavar="CHECKPOINT",
+                        help="the .pth checkpoint the naive baseline runs when --weights is an .onnx export")
     parser.add_argument("--num-classes", type=int, default=None,
                         help="classes of a random-init model (default 11, as CamVid)")
     parser.add_argument("--height", type=int, default=360)
     parser.add_argument("--width", type=int, default=480)
     parser.add_argument("--input-size", type=int, nargs=2, default=None, metavar=("H", "W"),
                         help="network input size (default: native frame size)")
+    parser.add_argument("--frames", metavar="SOURCE",
+                        help="real frames (a folder of images or a list file such as CamVid's val.txt) "
+                             f"instead of synthetic ones; agreement is then measured on {AGREEMENT_FRAMES}")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--precision", default="auto", help="auto | fp32 | bf16 | fp16 | int8")
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="torch.compile the engine's model")
-    parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
-                        help="the engine's backend (onnxruntime: the fused model exported on the fly)")
+    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime"),
+                        help="the engine's backend (auto: onnxruntime for fp32/int8 on a CPU, else torch)")
     args = parser.parse_args(argv)
     if args.weights is None and args.num_classes is None:
         args.num_classes = 11
+    args.engine_weights = args.weights  # "default" stays: with --precision int8 it means the shipped int8 model
     if args.weights == "default":
         from .paths import model_metadata
         args.weights = model_metadata()["weights"]
+    elif args.weights is not None and args.weights.lower().endswith(".onnx"):
+        if not args.reference_weights:
+            parser.error("an .onnx engine model needs --reference-weights CHECKPOINT for the fp32 baseline")
+        args.weights = args.reference_weights
     if min(args.height, args.width, args.batch, args.iterations) < 1 or args.warmup < 0:
         parser.error("--height, --width, --batch and --iterations must be >= 1, --warmup >= 0")
     args.input_size = tuple(args.input_size) if args.input_size else None

@@ -17,12 +17,13 @@ from .models import (MODEL_BUILDERS, available_archs, create_model, fuse_for_inf
                      load_checkpoint, normalize_images, num_classes_in, read_state_dict)
 from .palette import check_palette, overlay, to_rgb, voc_palette
 from .paths import model_metadata
-from .precision import PRECISIONS, check_precision_supported, resolve_device, select_precision
+from .precision import (INT8, PRECISIONS, check_precision_supported, resolve_device,
+                        select_precision)
 
 __all__ = ["SegmentationResult", "Segmenter", "overlay", "to_rgb"]
 
 OUTPUT_RESOLUTIONS = ("input", "network")
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("auto", "torch", "onnxruntime")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,21 +46,23 @@ class Segmenter:
 
     def __init__(self, arch="mbv2", weights="default", num_classes=None, device="auto",
                  precision="auto", input_size=None, palette=None, class_names=None,
-                 scales=(1.0,), flip=False, compile=False, backend="torch"):
+                 scales=(1.0,), flip=False, compile=False, backend="auto"):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        select_precision(precision, "cpu", flags=())  # rejects unknown names early
+        self.device = resolve_device(device)
+        backend = choose_backend(backend, self.device, precision, compile)
         meta = {}
         if isinstance(weights, str) and weights == "default":
             meta = model_metadata()
             if arch != meta["arch"]:
                 raise ValueError(f"the default model is {meta['arch']!r}, not arch={arch!r}; "
                                  f"pass weights=PATH for another architecture")
-            weights = meta["weights"]
+            weights = meta["int8_weights" if precision == INT8 and "int8_weights" in meta else "weights"]
             if not os.path.isfile(weights):
                 raise FileNotFoundError(
                     f"default model weights {weights} not found: the shipped model is not installed "
                     f"(train it with refinenet-train, then re-run scripts/setup.sh) or pass weights=PATH")
-        self.device = resolve_device(device)
         self.input_size = _check_size(input_size, "input_size")
         self.scales = _check_scales(scales)
         self.flip = bool(flip)
@@ -67,7 +70,12 @@ class Segmenter:
         self._compiled = None
         if weights is not None and os.fspath(weights).lower().endswith(".onnx"):
             self._load_onnx(os.fspath(weights), device, precision, num_classes)
-            meta = {"classes": self._model.classes, "palette": self._model.palette or ()}
+            meta = {"classes": self._model.classes or meta.get("classes"),
+                    "palette": self._model.palette or meta.get("palette") or ()}
+        elif precision == INT8:
+            raise ValueError(f"precision 'int8' runs a quantised ONNX export; make one with "
+                             f"'refinenet-export --weights {weights} --output model_int8.onnx --int8 FRAMES' "
+                             f"(FRAMES: a folder or list of calibration images) and pass weights=model_int8.onnx")
         else:
             self._load_torch(arch, weights, num_classes, precision)
             if backend == "onnxruntime":
@@ -120,10 +128,11 @@ class Segmenter:
 
     def _load_onnx(self, path, device, precision, num_classes):
         from .onnx_backend import OnnxModel  # optional backend, imported only when used
-        if select_precision(precision, "cpu", flags=()) != "fp32":
-            raise ValueError(f"the ONNX backend runs the exported graph as it is; precision={precision!r} "
-                             f"is not available (use 'auto' or 'fp32')")
         self._model = OnnxModel(path, device)  # "auto" lets it fall back to its CPU provider
+        exported = self._model.precision or "fp32"
+        if precision not in ("auto", exported):
+            raise ValueError(f"{path} was exported in {exported} and runs as it is; precision="
+                             f"{precision!r} is not available (use 'auto' or {exported!r})")
         if (self._model.input_mode, self._model.output_mode) != ("float_nchw", "logits"):
             raise ValueError(f"{path} was exported with {self._model.input_mode} input and "
                              f"{self._model.output_mode} output; the Segmenter needs float_nchw input and "
@@ -138,7 +147,7 @@ class Segmenter:
             self.input_size = fixed
         # ONNX Runtime takes CPU tensors, so pre/post-processing runs on the CPU.
         self.device = torch.device("cpu")
-        self.precision, self.dtype = "fp32", torch.float32
+        self.precision, self.dtype = exported, torch.float32  # the graph's I/O is float32
         self._num_classes = self._model.num_classes
         self.output_stride = self._model.output_stride
         self.backend = "onnx"
@@ -258,26 +267,50 @@ class Segmenter:
     def _finish(self, scores, rows, with_confidence):
         if len(rows) != scores.shape[0]:
             scores = scores[rows]
-        labels = scores.argmax(1)
+        # max(1) returns the first maximal index, as argmax does, but reduces NCHW tensors
+        # several times faster on CPUs (measured 3.6 vs 27 ms, 11 x 360 x 480, 2 cores).
+        top, labels = scores.max(1)
         color = self._palette[labels]
         confidence = None
         if with_confidence:
             if self.scales == (1.0,) and not self.flip:  # scores are logits
-                top = scores.amax(1, keepdim=True)
-                confidence = (scores - top).exp_().sum(1).reciprocal_()
+                confidence = (scores - top.unsqueeze(1)).exp_().sum(1).reciprocal_()
             else:  # scores are probabilities
-                confidence = scores.amax(1)
+                confidence = top
             confidence = confidence.cpu().numpy()
         labels = labels.to(self._label_dtype).cpu().numpy()
         if self._label_dtype != torch.uint8:
             labels = labels.astype(np.uint16)
         return labels, color.cpu().numpy(), confidence
 
+    @property
+    def fixed_input_size(self):
+        """(h, w) that a static ONNX export requires, else None (any size runs)."""
+        return getattr(self._model, "input_size", None) if self.backend == "onnx" else None
+
     def __repr__(self):
         return (f"Segmenter(arch={self.arch!r}, backend={self.backend!r}, classes={self.num_classes}, "
                 f"device={str(self.device)!r}, precision={self.precision!r}, "
                 f"input_size={self.input_size}, scales={self.scales}, flip={self.flip}, "
                 f"compiled={self._compiled is not None})")
+
+
+def choose_backend(backend, device, precision="auto", compile=False):
+    """Resolve ``backend="auto"``: ONNX Runtime for fp32 and int8 on a CPU, where it runs the
+    fused model faster than PyTorch (measured 109 vs 156 ms per 360x480 mbv2 frame on 2 AVX2
+    cores), PyTorch elsewhere (CUDA, bf16, torch.compile) or when onnxruntime is missing."""
+    if precision == INT8:
+        if backend == "torch":
+            raise ValueError("precision 'int8' runs on the onnxruntime backend, not backend='torch'")
+        check_precision_supported(INT8, device)
+        return "onnxruntime"
+    if backend != "auto":
+        return backend
+    import importlib.util
+    fp32 = select_precision(precision, device.type) == "fp32"
+    if device.type == "cpu" and fp32 and not compile and importlib.util.find_spec("onnxruntime"):
+        return "onnxruntime"
+    return "torch"
 
 
 def _resize(scores, size):

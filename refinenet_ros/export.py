@@ -277,6 +277,10 @@ def format_report(report):
             lines.append(f"  {kind[:-1]:<6} {v['name']:<7} {v['dtype']:<8} [{shape}]")
     if "torchscript" in report:
         lines.append(f"wrote {report['torchscript']} (TorchScript, same interface)")
+    if "label_agreement" in report:
+        lines.append(f"  int8: calibrated on {report['calibration_frames']} frames; labels identical to "
+                     f"fp32 on {100 * report['label_agreement']:.3f}% of pixels of "
+                     f"{report['agreement_frames']} other frames")
     for row in report.get("parity_vs_pytorch_fp32", []):
         head = f"  parity {row['batch']}x{row['height']}x{row['width']}: "
         if "error" in row:
@@ -286,6 +290,29 @@ def format_report(report):
                 if "max_abs_diff" in row else "")
         lines.append(head + diff + f"labels identical {100 * row['label_agreement']:.3f}%")
     return "\n".join(lines)
+
+
+def export_int8(args, wrapper, info, shape):
+    """fp32 export -> int8 QDQ graph calibrated on ``args.int8`` frames, then its label
+    agreement with the PyTorch fp32 model on as many other frames (see quantize.py)."""
+    import tempfile
+
+    from .quantize import label_agreement, quantize_onnx, read_frames
+    if (wrapper.input_mode, wrapper.output_mode, wrapper.dtype) != ("float_nchw", "logits", torch.float32):
+        raise ValueError("--int8 exports float input and logits (the engine's interface); "
+                         "drop --uint8-input, --labels and --fp16")
+    if args.calibration_frames < 1:
+        raise ValueError(f"--calibration-frames must be >= 1 (got {args.calibration_frames})")
+    calibration = read_frames(args.int8, args.calibration_frames, offset=0)
+    held_out = read_frames(args.int8, args.calibration_frames, offset=1)
+    with tempfile.TemporaryDirectory(prefix="refinenet_ros_") as folder:
+        fp32 = os.path.join(folder, "fp32.onnx")
+        export_onnx(wrapper, fp32, info, dynamic=args.dynamic, opset=args.opset, **shape)
+        quantize_onnx(fp32, args.output, calibration)
+    agreement = label_agreement(args.output, wrapper.model, held_out)
+    return {"onnx": str(args.output), **info, "input_mode": "float_nchw", "output_mode": "logits",
+            "precision": "int8", "calibration_frames": len(calibration), "graph": describe_graph(args.output),
+            "label_agreement": agreement, "agreement_frames": len(held_out)}
 
 
 def build_parser():
@@ -303,6 +330,14 @@ def build_parser():
                    help="take uint8 RGB (NHWC unless 'nchw' is given) and normalise inside the graph")
     p.add_argument("--labels", action="store_true",
                    help="output argmax labels at input resolution instead of logits")
+    p.add_argument("--int8", metavar="FRAMES",
+                   help="quantise to int8 (ONNX Runtime, CPU) calibrated on FRAMES: a folder of images "
+                        "or a list file (e.g. CamVid's train.txt); agreement is checked on other frames")
+    p.add_argument("--calibration-frames", type=int, default=32, metavar="N",
+                   help="frames used for int8 calibration and for the agreement check (default 32)")
+    p.add_argument("--min-agreement", type=float, default=MIN_LABEL_AGREEMENT,
+                   help=f"least fraction of pixels an int8 model must label as fp32 does "
+                        f"(default {MIN_LABEL_AGREEMENT})")
     p.add_argument("--torchscript", metavar="FILE.pt", help="also save a traced TorchScript module")
     p.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset (>= {MIN_OPSET})")
     p.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity report")
@@ -327,10 +362,22 @@ def main(argv=None):
         wrapper = ExportWrapper(model, input_mode, output_mode,
                                 torch.float16 if args.fp16 else torch.float32)
         shape = dict(batch=args.batch, height=height, width=width)
-        export_onnx(wrapper, args.output, info, dynamic=args.dynamic, opset=args.opset, **shape)
+        if args.int8:
+            report = export_int8(args, wrapper, info, shape)
+        else:
+            export_onnx(wrapper, args.output, info, dynamic=args.dynamic, opset=args.opset, **shape)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"refinenet-export: error: {exc}", file=sys.stderr)
         return 2
+    if args.int8:
+        print(json.dumps(report, indent=2) if args.json else format_report(report))
+        if report["label_agreement"] < args.min_agreement:
+            os.remove(args.output)
+            print(f"refinenet-export: error: the int8 model labels {100 * report['label_agreement']:.2f}% "
+                  f"of pixels as fp32 does, below --min-agreement {100 * args.min_agreement:.2f}%; "
+                  f"{args.output} removed", file=sys.stderr)
+            return 1
+        return 0
     report = {"onnx": str(args.output), **info, "input_mode": input_mode, "output_mode": output_mode,
               "precision": "fp16" if args.fp16 else "fp32", "graph": describe_graph(args.output)}
     if args.torchscript:

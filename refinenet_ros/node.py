@@ -181,8 +181,9 @@ class SegmentationNode(Node):
             return
         frames, outputs = zip(*wanted)
         images = [pixels_to_rgb(f.pixels, f.message.encoding) for f in frames]
-        if self.segmenter.input_size != settings.input_size:
-            self.segmenter.input_size = settings.input_size
+        size = self.segmenter.fixed_input_size or settings.input_size
+        if self.segmenter.input_size != size:
+            self.segmenter.input_size = size
         start = time.perf_counter()
         results = self.segmenter.segment(images, output_resolution=settings.output_resolution,
                                          with_confidence=any("confidence" in o for o in outputs))
@@ -201,9 +202,11 @@ class SegmentationNode(Node):
                 return SetParametersResult(successful=False, reason=reason)
             values[parameter.name] = parameter.value
         settings = Settings.from_values(values)
-        if settings.input_size != self._settings.input_size and self.segmenter.backend == "onnx":
+        fixed = self.segmenter.fixed_input_size
+        if fixed is not None and settings.input_size not in (None, fixed):
             return SetParametersResult(successful=False,
-                                       reason="the ONNX backend's input size is fixed at start-up")
+                                       reason=f"the ONNX model {self._values['weights']} only takes "
+                                              f"{fixed[1]}x{fixed[0]} input (a static export)")
         if (values["input_width"] > 0) != (values["input_height"] > 0):
             self.get_logger().info("input_width and input_height are used once both are > 0; "
                                    "frames run at their native size until then")

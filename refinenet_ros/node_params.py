@@ -11,10 +11,10 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
 
 from .engine import BACKENDS
 from .models import available_archs
+from .precision import PRECISION_NAMES as PRECISIONS
 
 QOS_CHOICES = ("sensor_data", "reliable")
 OUTPUT_RESOLUTIONS = ("input", "network")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MAX_INPUT_SIZE = 8192
 
 _INT, _DOUBLE, _BOOL = ParameterType.PARAMETER_INTEGER, ParameterType.PARAMETER_DOUBLE, ParameterType.PARAMETER_BOOL
@@ -29,8 +29,8 @@ PARAMETERS = {
     "num_classes": (0, _INT, "number of classes; 0 = from the weights", True, (0, 65535)),
     "device": ("auto", _STRING, "auto | cpu | cuda | cuda:N", True, None),
     "precision": ("auto", _STRING, f"{' | '.join(PRECISIONS)}", True, None),
-    "backend": ("torch", _STRING, "torch | onnxruntime (the fused model exported at start-up and run by "
-                "ONNX Runtime on the CPU)", True, None),
+    "backend": ("auto", _STRING, "auto | torch | onnxruntime (auto: ONNX Runtime for fp32/int8 on a CPU, "
+                "PyTorch otherwise)", True, None),
     "palette": ("", _STRING, "file of RGB colours per class (YAML/JSON list); '' = the model's", True, None),
     "class_names": ("", _STRING, "file of class names (YAML/JSON list or one per line); '' = the model's",
                     True, None),

@@ -66,6 +66,7 @@ class OnnxModel:
         # ONNX Runtime's workers spin after each run by default, starving the torch threads
         # that pre- and post-process around it (measured: 169 vs 123 ms per frame, 2 cores).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3  # not a warning per constant that the optimiser folds away
         if threads:
             options.intra_op_num_threads = int(threads)
         providers = providers or _providers(str(device), ort.get_available_providers())

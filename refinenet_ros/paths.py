@@ -39,5 +39,7 @@ def model_metadata(name=DEFAULT_MODEL):
         raise FileNotFoundError(f"no shipped model {name!r}: {path} does not exist")
     with open(path) as f:
         meta = json.load(f)
-    meta["weights"] = str(folder / meta["weights"])
+    for key in ("weights", "int8_weights"):  # int8: the quantised ONNX export, where one ships
+        if key in meta:
+            meta[key] = str(folder / meta[key])
     return meta

@@ -2,11 +2,15 @@
 
 ``"auto"`` precision is fp16 on CUDA and, on a CPU, bf16 only where the CPU computes bf16
 natively (AMX-BF16 or AVX512-BF16). Elsewhere, e.g. an AVX2-only EPYC, bf16 is emulated and
-about 10x slower than fp32, so auto picks fp32 there.
+about 10x slower than fp32, so auto picks fp32 there. ``"int8"`` is never chosen by auto: it
+runs a statically quantised ONNX export (``refinenet-export --int8``) through ONNX Runtime
+on the CPU, and its labels differ slightly from fp32 (see the README's performance section).
 """
 import torch
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+INT8 = "int8"  # ONNX Runtime only, CPU: a quantised export, not a torch dtype
+PRECISION_NAMES = ("auto", *PRECISIONS, INT8)
 FAST_BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 
 
@@ -27,8 +31,8 @@ def select_precision(requested, device_type, flags=None):
 
     ``flags`` are CPU feature flags (read from /proc/cpuinfo when None), used for CPUs only.
     """
-    if requested != "auto" and requested not in PRECISIONS:
-        raise ValueError(f"unknown precision {requested!r}; choose auto, {', '.join(PRECISIONS)}")
+    if requested not in PRECISION_NAMES:
+        raise ValueError(f"unknown precision {requested!r}; choose {', '.join(PRECISION_NAMES)}")
     if requested != "auto":
         return requested
     if device_type == "cuda":
@@ -70,6 +74,8 @@ def check_precision_supported(precision, device):
         # PyTorch has no fast fp16 convolutions on CPUs: a small frame takes minutes.
         raise ValueError("precision 'fp16' is not supported on the CPU; use 'fp32' (or 'bf16' on CPUs "
                          "with AMX/AVX512-BF16)")
+    if device.type == "cuda" and precision == INT8:
+        raise ValueError("precision 'int8' runs on the CPU (ONNX Runtime); on CUDA use 'fp16' or 'fp32'")
     if device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
         raise ValueError(f"precision 'bf16' is not supported on {torch.cuda.get_device_name(device)}; "
                          f"use 'fp16' or 'fp32'")

@@ -49,9 +49,14 @@ def weights(model, tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def segmenter(weights):
-    return Segmenter(weights=weights, device="cpu")
+@pytest.fixture(scope="module", params=["torch", "onnxruntime"])
+def segmenter(weights, request):
+    """The fp32 engine on both CPU backends ("auto" picks onnxruntime here when installed)."""
+    if request.param == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+    seg = Segmenter(weights=weights, device="cpu", backend=request.param)
+    assert seg.backend == {"torch": "torch", "onnxruntime": "onnx"}[request.param]
+    return seg
 
 
 def frames(*sizes, seed=0):
@@ -159,6 +164,7 @@ def test_precision_auto_selection(tmp_path):
     assert select_precision("auto", "cpu", flags={"amx_tile", "amx_bf16"}) == "bf16"
     assert select_precision("bf16", "cpu", flags=()) == "bf16"
     assert select_precision("fp32", "cuda") == "fp32"
+    assert select_precision("int8", "cpu", flags=()) == "int8"  # never chosen by auto
     with pytest.raises(ValueError, match="unknown precision 'int4'"):
         select_precision("int4", "cpu")
     cpuinfo = tmp_path / "cpuinfo"
@@ -342,7 +348,7 @@ def test_onnxruntime_backend_labels_equal_the_torch_backend(tmp_path):
     torch.manual_seed(0)
     weights = tmp_path / "w.pth"
     torch.save(create_model("mbv2", 5).state_dict(), weights)
-    reference = Segmenter(weights=str(weights), device="cpu", precision="fp32")
+    reference = Segmenter(weights=str(weights), device="cpu", precision="fp32", backend="torch")
     exported = Segmenter(weights=str(weights), device="cpu", precision="fp32", backend="onnxruntime")
     assert exported.backend == "onnx" and exported.num_classes == 5
     rng = np.random.default_rng(1)

@@ -150,7 +150,7 @@ def test_segmenter_onnx_backend_matches_pytorch_backend(weights, dynamic_onnx):
     rng = np.random.default_rng(3)
     frames = [rng.integers(0, 256, (64, 96, 3), dtype=np.uint8),
               rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)]
-    by_torch = Segmenter("mbv2", str(weights), device="cpu", precision="fp32").segment(frames)
+    by_torch = Segmenter("mbv2", str(weights), device="cpu", precision="fp32", backend="torch").segment(frames)
     onnx_seg = Segmenter("mbv2", str(dynamic_onnx), device="cpu")
     assert (onnx_seg.backend, onnx_seg.num_classes) == ("onnx", NUM_CLASSES)
     by_onnx = onnx_seg.segment(frames)

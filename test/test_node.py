@@ -1,5 +1,6 @@
 """The segmentation node in-process: real rclpy and Fast DDS on loopback (own domain, own
 context), a tiny random-init model on the CPU, frames published by a second node."""
+import os
 import threading
 import time
 
@@ -256,10 +257,12 @@ def test_cameras_without_subscribers_run_no_inference(ros):
                for s in diagnostics.status)
 
 
-def one_camera_labels(tmp_path, domain_id, **overrides):
-    """A fresh node with ``overrides`` on one camera: the node and one labels message."""
-    weights = tmp_path / "tiny.pth"
-    torch.save(create_model("mbv2", NUM_CLASSES).state_dict(), weights)
+def one_camera_labels(tmp_path, domain_id, check=None, weights=None, **overrides):
+    """A fresh node with ``overrides`` on one camera: the node and one labels message.
+    ``check(node)`` runs while the node is up, after that message arrived."""
+    if weights is None:
+        weights = tmp_path / "tiny.pth"
+        torch.save(create_model("mbv2", NUM_CLASSES).state_dict(), weights)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain_id)
     node = SegmentationNode(context=context, parameter_overrides=[
@@ -278,6 +281,8 @@ def one_camera_labels(tmp_path, domain_id, **overrides):
         sent = []
         labels = client.wait_for("/one/segmentation/labels", lambda m: any(same_header(m, s) for s in sent),
                                  republish=lambda: sent.append(client.publish("/one", pixels)))
+        if check is not None:
+            check(node)
         return node, labels
     finally:
         executor.shutdown()
@@ -300,3 +305,36 @@ def test_node_with_the_onnxruntime_backend_publishes_valid_labels(tmp_path):
     node, labels = one_camera_labels(tmp_path, DOMAIN_ID + 11, device="cpu", backend="onnxruntime")
     assert node.segmenter.backend == "onnx"
     assert (labels.height, labels.width) == (64, 80) and image_to_numpy(labels).max() < NUM_CLASSES
+
+
+def test_node_runs_the_shipped_int8_model(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from refinenet_ros.paths import model_metadata
+    if not os.path.isfile(model_metadata().get("int8_weights", "")):
+        pytest.skip("the shipped int8 model is not installed")
+    node, labels = one_camera_labels(tmp_path, DOMAIN_ID + 12, weights="default", precision="int8")
+    assert (node.segmenter.backend, node.segmenter.precision) == ("onnx", "int8")
+    assert (labels.height, labels.width) == (64, 80) and image_to_numpy(labels).max() < 11
+
+
+def test_a_static_onnx_model_keeps_its_input_size(tmp_path):
+    """Frames of any size run through a static export (resized to it); other sizes are refused."""
+    pytest.importorskip("onnxruntime")
+    from refinenet_ros.export import ExportWrapper, export_onnx
+    from refinenet_ros.models import fuse_for_inference
+    model = fuse_for_inference(create_model("mbv2", NUM_CLASSES).eval())
+    path = tmp_path / "static.onnx"
+    export_onnx(ExportWrapper(model), path, {"arch": "mbv2", "num_classes": NUM_CLASSES, "output_stride": 4},
+                batch=1, height=64, width=96)
+
+    def check(node):
+        assert node.segmenter.fixed_input_size == (64, 96)
+        refused = node.set_parameters_atomically([Parameter("input_width", value=40),
+                                                  Parameter("input_height", value=32)])
+        assert not refused.successful and "only takes 96x64 input" in refused.reason
+        same = node.set_parameters_atomically([Parameter("input_width", value=96),
+                                               Parameter("input_height", value=64)])
+        assert same.successful
+
+    node, labels = one_camera_labels(tmp_path, DOMAIN_ID + 13, check=check, weights=path, device="cpu")
+    assert (labels.height, labels.width) == (64, 80)  # outputs at the frame's size
