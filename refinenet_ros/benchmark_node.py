@@ -217,7 +217,8 @@ def main(argv=None):
         again_fps, again_ms = raw_segmenter(segmenter, frame, args.seconds)
         raw_fps, raw_ms = max(raw_fps, again_fps), min(raw_ms, again_ms)
     result = {
-        "device": str(segmenter.device), "precision": segmenter.precision, "arch": args.arch,
+        "device": str(segmenter.device), "precision": segmenter.precision, "backend": segmenter.backend,
+        "arch": args.arch,
         "frame": [args.height, args.width], "cameras": args.cameras, "torch_threads": torch.get_num_threads(),
         "raw_segmenter_fps": round(raw_fps, 2), "raw_inference_ms_p50": round(raw_ms, 2),
         "raw_segmenter_batch_fps": round(raw_batch_fps, 2),

@@ -292,29 +292,6 @@ def format_report(report):
     return "\n".join(lines)
 
 
-def export_int8(args, wrapper, info, shape):
-    """fp32 export -> int8 QDQ graph calibrated on ``args.int8`` frames, then its label
-    agreement with the PyTorch fp32 model on as many other frames (see quantize.py)."""
-    import tempfile
-
-    from .quantize import label_agreement, quantize_onnx, read_frames
-    if (wrapper.input_mode, wrapper.output_mode, wrapper.dtype) != ("float_nchw", "logits", torch.float32):
-        raise ValueError("--int8 exports float input and logits (the engine's interface); "
-                         "drop --uint8-input, --labels and --fp16")
-    if args.calibration_frames < 1:
-        raise ValueError(f"--calibration-frames must be >= 1 (got {args.calibration_frames})")
-    calibration = read_frames(args.int8, args.calibration_frames, offset=0)
-    held_out = read_frames(args.int8, args.calibration_frames, offset=1)
-    with tempfile.TemporaryDirectory(prefix="refinenet_ros_") as folder:
-        fp32 = os.path.join(folder, "fp32.onnx")
-        export_onnx(wrapper, fp32, info, dynamic=args.dynamic, opset=args.opset, **shape)
-        quantize_onnx(fp32, args.output, calibration)
-    agreement = label_agreement(args.output, wrapper.model, held_out)
-    return {"onnx": str(args.output), **info, "input_mode": "float_nchw", "output_mode": "logits",
-            "precision": "int8", "calibration_frames": len(calibration), "graph": describe_graph(args.output),
-            "label_agreement": agreement, "agreement_frames": len(held_out)}
-
-
 def build_parser():
     p = argparse.ArgumentParser(prog="refinenet-export", description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", help=f"model architecture ({', '.join(available_archs())}); "
@@ -363,7 +340,9 @@ def main(argv=None):
                                 torch.float16 if args.fp16 else torch.float32)
         shape = dict(batch=args.batch, height=height, width=width)
         if args.int8:
-            report = export_int8(args, wrapper, info, shape)
+            from .quantize import export_int8
+            report = export_int8(wrapper, info, args.output, args.int8, args.calibration_frames,
+                                 dynamic=args.dynamic, opset=args.opset, **shape)
         else:
             export_onnx(wrapper, args.output, info, dynamic=args.dynamic, opset=args.opset, **shape)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:

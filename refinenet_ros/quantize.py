@@ -158,3 +158,27 @@ def label_agreement(onnx_path, reference, frames):
             same += int((ours == theirs).sum())
             total += ours.numel()
     return same / total
+
+
+def export_int8(wrapper, info, output, frames_source, count, **export_options):
+    """``refinenet-export --int8``: the fp32 export of ``wrapper`` quantised into ``output``,
+    calibrated on ``count`` frames of ``frames_source``, then its label agreement with the
+    PyTorch fp32 model on ``count`` other frames. Returns the export report."""
+    import torch
+
+    from .export import describe_graph, export_onnx
+    if (wrapper.input_mode, wrapper.output_mode, wrapper.dtype) != ("float_nchw", "logits", torch.float32):
+        raise ValueError("--int8 exports float input and logits (the engine's interface); "
+                         "drop --uint8-input, --labels and --fp16")
+    if count < 1:
+        raise ValueError(f"--calibration-frames must be >= 1 (got {count})")
+    calibration = read_frames(frames_source, count, offset=0)
+    held_out = read_frames(frames_source, count, offset=1)
+    with tempfile.TemporaryDirectory(prefix="refinenet_ros_") as folder:
+        fp32 = os.path.join(folder, "fp32.onnx")
+        export_onnx(wrapper, fp32, info, **export_options)
+        quantize_onnx(fp32, output, calibration)
+    return {"onnx": str(output), **info, "input_mode": "float_nchw", "output_mode": "logits",
+            "precision": "int8", "calibration_frames": len(calibration), "graph": describe_graph(output),
+            "label_agreement": label_agreement(output, wrapper.model, held_out),
+            "agreement_frames": len(held_out)}
