@@ -29,7 +29,7 @@ SEGMENTATION_ARGUMENTS = {
     "arch": ("", "encoder (empty = params file)"),
     "weights": ("", "'default' or a .pth / .onnx path (empty = params file)"),
     "device": ("", "auto | cpu | cuda | cuda:N (empty = params file)"),
-    "precision": ("", "auto | fp32 | bf16 | fp16 (empty = params file)"),
+    "precision": ("", "auto | fp32 | bf16 | fp16 | int8 (empty = params file)"),
     "input_width": ("", "network input width (empty = params file)"),
     "input_height": ("", "network input height (empty = params file)"),
     "use_rviz": ("false", "start RViz"),

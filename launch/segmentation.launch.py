@@ -20,7 +20,7 @@ ARGUMENTS = {
     "arch": ("", "encoder: mbv2 | rf_lw50 | rf_lw101 | rf_lw152"),
     "weights": ("", "'default' (the shipped CamVid model) or a .pth / .onnx path"),
     "device": ("", "auto | cpu | cuda | cuda:N"),
-    "precision": ("", "auto | fp32 | bf16 | fp16"),
+    "precision": ("", "auto | fp32 | bf16 | fp16 | int8"),
     "input_width": ("", "network input width in pixels (0 = native frame size)"),
     "input_height": ("", "network input height in pixels (0 = native frame size)"),
     "namespace": ("", "namespace of the node (and of relative image_topics)"),

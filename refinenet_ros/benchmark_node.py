@@ -43,6 +43,7 @@ def parse_args(argv=None):
     parser.add_argument("--weights", default=None, help="checkpoint (default: random init, 11 classes)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime"))
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--cameras", type=int, default=4)
@@ -162,7 +163,7 @@ def start_node(tmp, args, weights, namespaces, max_batch_size):
     """The node as users run it: its own process, parameters from a YAML file."""
     params = {"/**": {"ros__parameters": {
         "image_topics": [f"{ns}/image_raw" for ns in namespaces], "arch": args.arch, "weights": weights,
-        "device": args.device, "precision": args.precision, "publish_overlay": False,
+        "device": args.device, "precision": args.precision, "backend": args.backend, "publish_overlay": False,
         "max_batch_size": max_batch_size}}}
     path = os.path.join(tmp, f"params_{max_batch_size}.yaml")
     with open(path, "w") as f:
@@ -200,7 +201,8 @@ def main(argv=None):
         if weights is None:
             weights = f"{tmp}/random_{args.arch}.pth"
             torch.save(create_model(args.arch, 11).state_dict(), weights)
-        segmenter = Segmenter(arch=args.arch, weights=weights, device=args.device, precision=args.precision)
+        segmenter = Segmenter(arch=args.arch, weights=weights, device=args.device, precision=args.precision,
+                              backend=args.backend)
         raw_fps, raw_ms = raw_segmenter(segmenter, frame, args.seconds)
         raw_batch_fps, _ = raw_segmenter(segmenter, frame, args.seconds, batch=args.cameras)
         rate, seconds = raw_fps * 1.5, args.seconds

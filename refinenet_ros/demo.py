@@ -51,7 +51,7 @@ def parse_args(argv=None):
     parser.add_argument("--weights", default="default", help="'default' (shipped CamVid model) or .pth/.onnx")
     parser.add_argument("--arch", default="mbv2", help="architecture of --weights")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--precision", default="auto", help="auto | fp32 | bf16 | fp16")
+    parser.add_argument("--precision", default="auto", help="auto | fp32 | bf16 | fp16 | int8")
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("W", "H"), default=None,
                         help="network input size (default: the shipped model's 480 360; native for --weights)")
     parser.add_argument("--frames", type=int, default=40, help="segmented frames to measure (default 40)")
