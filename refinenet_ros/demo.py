@@ -288,6 +288,7 @@ def run(args):
         facts = dict(source=source, source_name=pathlib.Path(source).name, weights=weights, arch=args.arch,
                      device=recorder.engine.get("device", args.device),
                      precision=recorder.engine.get("precision", args.precision),
+                     backend=recorder.engine.get("backend", "?"),
                      network_input=[width, height] if width else "native",
                      frames_received=recorder.inputs, frames_segmented=recorder.segmented,
                      warmup_frames=args.warmup, wall_time_s=round(time.monotonic() - started, 1),

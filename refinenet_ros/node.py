@@ -216,7 +216,8 @@ class SegmentationNode(Node):
     def _publish_diagnostics(self):
         seg = self.segmenter
         self._diagnostics.publish(self._stats.report(
-            self.get_fully_qualified_name(), self._slots.dropped(), str(seg.device), seg.precision, seg.arch))
+            self.get_fully_qualified_name(), self._slots.dropped(), str(seg.device), seg.precision, seg.arch,
+            seg.backend))
 
     def destroy_node(self):
         self._stopping.set()

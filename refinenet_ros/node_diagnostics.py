@@ -51,7 +51,7 @@ class NodeStats:
             self._batch_sizes.append(size)
             self._inference_ms.append(inference_ms)
 
-    def report(self, node_name, dropped, device, precision, arch):
+    def report(self, node_name, dropped, device, precision, arch, backend):
         """A DiagnosticArray for the period since the last report (and starts a new period)."""
         now = time.monotonic()
         with self._lock:
@@ -68,7 +68,7 @@ class NodeStats:
         engine.message = self.last_inference_error or ("running" if batches else "idle (no frames or no subscribers)")
         self.last_inference_error = ""
         engine.values = _values(
-            device=device, precision=precision, arch=arch,
+            device=device, precision=precision, backend=backend, arch=arch,
             batches_per_s=len(batches) / period,
             mean_batch_size=np.mean(batches) if batches else 0.0,
             inference_ms_p50=_percentile(inference, 50), inference_ms_p99=_percentile(inference, 99))

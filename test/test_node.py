@@ -253,7 +253,7 @@ def test_cameras_without_subscribers_run_no_inference(ros):
         "/cam_c/image_raw" in s.name and float(dict((v.key, v.value) for v in s.values)["input_fps"]) > 0
         for s in a.status))
     assert node.processed_frames[2] == 0
-    assert any(s.name.endswith(": inference") and {v.key for v in s.values} >= {"device", "precision"}
+    assert any(s.name.endswith(": inference") and {v.key for v in s.values} >= {"device", "precision", "backend"}
                for s in diagnostics.status)
 
 
