@@ -141,3 +141,69 @@ def test_shipped_default_model_loads_strictly_and_segments_camvid(camvid_root):
              for line in (camvid_root / "val.txt").read_text().split("\n")[:4] if line]
     confusion = evaluate.evaluate_pairs(segmenter, [(str(a), str(b)) for a, b in pairs], 11)
     assert metrics.scores(confusion)["miou"] > SHIPPED_FLOOR_MIOU
+
+
+def _one_step_argv(train_list, weights, out):
+    return ["--train-list", str(train_list), "--num-classes", "11", "--ignore-index", "11",
+            "--encoder-weights", str(weights), "--out", str(out), "--epochs", "1",
+            "--batch-size", "4", "--crop", "96", "128", "--scale", "1", "1", "--no-flip",
+            "--color-jitter", "0", "--optimizer", "sgd", "--lr", "0.05", "--freeze-bn",
+            "--class-weights", "auto", "--ohem", "0.9", "--amp", "off", "--workers", "0",
+            "--no-progress", "--seed", "3", "--max-iters", "1", "--threads", "1"]
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_match_one_process_on_the_same_global_batch(
+        tmp_path, camvid_root, imagenet_mbv2_weights):
+    """2 gloo processes x 2 images == 1 process x 4 images after one SGD step (the loss is
+    normalised over the global batch, so ignored pixels per process do not matter)."""
+    import subprocess
+    import sys
+    # 96x128 copies of 4 CamVid pairs, cropped whole: no augmentation randomness is left.
+    lines = []
+    for number, line in enumerate((camvid_root / "train.txt").read_text().split("\n")[:4]):
+        image_path, label_path = (camvid_root / p for p in line.split())
+        image = cv2.resize(cv2.imread(str(image_path)), (128, 96), interpolation=cv2.INTER_AREA)
+        label = cv2.resize(cv2.imread(str(label_path), cv2.IMREAD_UNCHANGED), (128, 96),
+                           interpolation=cv2.INTER_NEAREST)
+        cv2.imwrite(str(tmp_path / f"{number}.png"), image)
+        cv2.imwrite(str(tmp_path / f"{number}_label.png"), label)
+        lines.append(f"{number}.png {number}_label.png")
+    train_list = tmp_path / "small.txt"
+    train_list.write_text("\n".join(lines) + "\n")
+    assert train.main(_one_step_argv(train_list, imagenet_mbv2_weights, tmp_path / "one")) == 0
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "--standalone", "-m", "refinenet_ros.training.train"]
+    done = subprocess.run(torchrun + _one_step_argv(train_list, imagenet_mbv2_weights, tmp_path / "two"),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = torch.load(tmp_path / "one" / "final.pth", weights_only=True)["model"]
+    two = torch.load(tmp_path / "two" / "final.pth", weights_only=True)["model"]
+    torch.manual_seed(3)
+    initial = create_model("mbv2", 11).state_dict()  # same seed as the runs: their start point
+    moved = max((one[k] - initial[k]).abs().max().item() for k in one if k.startswith("classifier"))
+    assert moved > 1e-4  # the step really changed the weights
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=1e-5, atol=1e-6, msg=key)
+    assert not (tmp_path / "two" / "log.jsonl").read_text().count("\n") > 1  # rank 0 logs alone
+
+
+def test_ohem_loss_keeps_hard_pixels_and_weight_average_follows(tmp_path):
+    from refinenet_ros.training.distributed import Context
+    from refinenet_ros.training.loss import SegmentationLoss, WeightAverage
+    logits = torch.zeros(1, 2, 1, 4)
+    logits[0, 0, 0, :2] = 10.0  # pixels 0, 1: confident and right; 2, 3: confident and wrong
+    logits[0, 1, 0, 2:] = -10.0
+    labels = torch.tensor([[[0, 0, 1, 255]]])
+    plain = SegmentationLoss(Context(), ignore_index=255)(logits, labels)
+    hard = SegmentationLoss(Context(), ignore_index=255, ohem_threshold=0.7)(logits, labels)
+    # plain: mean over 3 valid pixels; OHEM: only pixel 2 is hard (pixel 3 is ignored)
+    assert hard.item() == pytest.approx(3 * plain.item(), rel=1e-4)
+    model = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    average = WeightAverage(model, decay=0.5)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    average.update(model)
+    assert torch.allclose(average.state_dict()["weight"], torch.full((1, 2), 0.5))

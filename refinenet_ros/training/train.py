@@ -2,9 +2,12 @@
 
 Resumable (``OUT/last.pth`` every epoch), seeded, CPU or CUDA, bf16 autocast on CPUs,
 fp16 with loss scaling on CUDA. Encoder and decoder learning rates differ by
-``--encoder-lr-mult`` (0.1, as in the Light-Weight RefineNet paper).
+``--encoder-lr-mult`` (0.1, as in the Light-Weight RefineNet paper). Runs unchanged under
+``torchrun --nproc_per_node N`` (DistributedDataParallel; the global ``--batch-size`` is split
+across processes; rank 0 alone logs, validates and writes checkpoints).
 """
 import argparse
+import copy
 import json
 import os
 import random
@@ -21,7 +24,9 @@ from tqdm import tqdm
 
 from .. import metrics
 from ..models import available_archs, create_model, load_imagenet_encoder, normalize_images
+from . import distributed
 from .data import SegmentationDataset, class_weights, cosine_factor, poly_factor, worker_seed
+from .loss import SegmentationLoss, WeightAverage
 
 
 def parse_args(argv=None):
@@ -36,7 +41,8 @@ def parse_args(argv=None):
                    help="torchvision ImageNet state_dict file, 'imagenet' (download), or 'none'")
     p.add_argument("--out", required=True, help="output folder for checkpoints and log")
     p.add_argument("--epochs", type=int, default=80)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="global batch; split evenly across torchrun processes")
     p.add_argument("--crop", type=int, nargs=2, default=(240, 320), metavar=("H", "W"))
     p.add_argument("--scale", type=float, nargs=2, default=(0.5, 2.0), metavar=("MIN", "MAX"))
     p.add_argument("--no-flip", action="store_true")
@@ -51,6 +57,12 @@ def parse_args(argv=None):
     p.add_argument("--freeze-bn", action="store_true", help="keep BatchNorm statistics and affine fixed")
     p.add_argument("--class-weights", choices=("none", "auto"), default="none",
                    help="'auto': inverse sqrt class frequency of the training labels")
+    p.add_argument("--ohem", type=float, default=0.0, metavar="P",
+                   help="online hard example mining: train only on pixels whose top-class "
+                        "probability is below P (at least 1/16 of them); 0 = off")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="evaluate and save an exponential moving average of the weights "
+                        "(e.g. 0.999 per step); 0 = off")
     p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default="auto")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2)
@@ -61,12 +73,6 @@ def parse_args(argv=None):
     p.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
-
-
-def resolve_device(name):
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def autocast_dtype(amp, device):
@@ -126,116 +132,183 @@ def save_atomic(obj, path):
 
 def main(argv=None):
     args = parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    device = resolve_device(args.device)
-    amp_dtype = autocast_dtype(args.amp, device)
+    ctx, device = distributed.init(args.device)
+    try:
+        return Trainer(args, ctx, device).run()
+    finally:
+        distributed.finish(ctx)
 
-    model = create_model(args.arch, args.num_classes)
-    if args.encoder_weights == "imagenet":
-        _load_torchvision_imagenet(model, args.arch)
-    elif args.encoder_weights != "none":
-        load_imagenet_encoder(model, args.encoder_weights)
-    model.to(device).to(memory_format=torch.channels_last)
-    if args.freeze_bn:
-        set_bn_frozen(model)
 
-    train_set = SegmentationDataset(args.train_list, crop=args.crop, scale=args.scale,
-                                    flip=not args.no_flip, color_jitter=args.color_jitter,
-                                    ignore_index=args.ignore_index, limit=args.limit)
-    generator = torch.Generator().manual_seed(args.seed)
-    train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=True,
-                              num_workers=args.workers, worker_init_fn=worker_seed, generator=generator,
-                              persistent_workers=args.workers > 0, pin_memory=device.type == "cuda")
-    if len(train_loader) == 0:
-        sys.exit(f"refinenet-train: {len(train_set)} images are fewer than one batch of {args.batch_size}")
-    val_loader = None
-    if args.val_list:
-        val_set = SegmentationDataset(args.val_list, ignore_index=args.ignore_index)
-        val_loader = DataLoader(val_set, batch_size=1, num_workers=min(args.workers, 1))
-    weights = None
-    if args.class_weights == "auto":
-        weights = class_weights(train_set, args.num_classes, args.ignore_index).to(device)
-    criterion = nn.CrossEntropyLoss(weight=weights, ignore_index=args.ignore_index)
-    optimizer = build_optimizer(model, args)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+class Trainer:
+    """One training run: the model, its data, optimiser and state; ``run()`` does the epochs."""
 
-    total_iters = args.epochs * len(train_loader)
-    if args.max_iters:
-        total_iters = min(total_iters, args.max_iters)
-    start_epoch, iteration, best = 0, 0, -1.0
-    last_path = os.path.join(args.out, "last.pth")
-    if os.path.exists(last_path):
-        state = torch.load(last_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, iteration, best = state["epoch"], state["iteration"], state["best_miou"]
-        torch.set_rng_state(state["torch_rng"])
-        print(f"resumed from {last_path} at epoch {start_epoch}", flush=True)
+    def __init__(self, args, ctx, device):
+        if args.batch_size % ctx.world_size:
+            sys.exit(f"refinenet-train: --batch-size {args.batch_size} does not split over "
+                     f"{ctx.world_size} processes")
+        self.args, self.ctx, self.device = args, ctx, device
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        random.seed(args.seed)
+        np.random.seed(args.seed + ctx.rank)
+        torch.manual_seed(args.seed)  # the same initial weights in every process
+        self.amp_dtype = autocast_dtype(args.amp, device)
+        self.model = self._build_model()
+        self._build_data()
+        weights = None
+        if args.class_weights == "auto":
+            weights = class_weights(self.train_set, args.num_classes, args.ignore_index).to(device)
+        self.criterion = SegmentationLoss(ctx, args.ignore_index, weights, ohem_threshold=args.ohem)
+        self.optimizer = build_optimizer(self.model, args)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        self.ema = WeightAverage(self.model, args.ema) if args.ema else None
+        self._ema_model = None  # built at the first validation with --ema
+        self.total_iters = args.epochs * len(self.train_loader)
+        if args.max_iters:
+            self.total_iters = min(self.total_iters, args.max_iters)
+        self.last_path = os.path.join(args.out, "last.pth")
+        self.epoch, self.iteration, self.best = 0, 0, -1.0
+        self._resume()
+        self.net = distributed.wrap(ctx, self.model, device, bn_trains=not args.freeze_bn)
 
-    log_path = os.path.join(args.out, "log.jsonl")
-    for epoch in range(start_epoch, args.epochs):
-        if iteration >= total_iters:
-            break
-        model.train()
+    def _build_model(self):
+        args = self.args
+        model = create_model(args.arch, args.num_classes)
+        if args.encoder_weights == "imagenet":
+            _load_torchvision_imagenet(model, args.arch)
+        elif args.encoder_weights != "none":
+            load_imagenet_encoder(model, args.encoder_weights)
+        model.to(self.device).to(memory_format=torch.channels_last)
         if args.freeze_bn:
             set_bn_frozen(model)
+        return model
+
+    def _build_data(self):
+        args, ctx = self.args, self.ctx
+        self.train_set = SegmentationDataset(args.train_list, crop=args.crop, scale=args.scale,
+                                             flip=not args.no_flip, color_jitter=args.color_jitter,
+                                             ignore_index=args.ignore_index, limit=args.limit)
+        self.sampler = distributed.sampler(ctx, self.train_set, args.seed)
+        generator = torch.Generator().manual_seed(args.seed + ctx.rank)  # augmentation streams differ
+        self.train_loader = DataLoader(
+            self.train_set, batch_size=args.batch_size // ctx.world_size, sampler=self.sampler,
+            shuffle=self.sampler is None, drop_last=True, num_workers=args.workers,
+            worker_init_fn=worker_seed, generator=generator, persistent_workers=args.workers > 0,
+            pin_memory=self.device.type == "cuda")
+        if len(self.train_loader) == 0:
+            sys.exit(f"refinenet-train: {len(self.train_set)} images are fewer than one batch of "
+                     f"{args.batch_size}")
+        self.val_loader = None
+        if args.val_list and ctx.is_main:
+            val_set = SegmentationDataset(args.val_list, ignore_index=args.ignore_index)
+            self.val_loader = DataLoader(val_set, batch_size=1, num_workers=min(args.workers, 1))
+
+    def _resume(self):
+        if not os.path.exists(self.last_path):
+            return
+        state = torch.load(self.last_path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state.get("ema", state["model"]))
+        self.epoch, self.iteration, self.best = state["epoch"], state["iteration"], state["best_miou"]
+        torch.set_rng_state(state["torch_rng"])
+        if self.ctx.is_main:
+            print(f"resumed from {self.last_path} at epoch {self.epoch}", flush=True)
+
+    def run(self):
+        if self.ctx.is_main:
+            os.makedirs(self.args.out, exist_ok=True)
+        while self.epoch < self.args.epochs and self.iteration < self.total_iters:
+            if self.sampler is not None:
+                self.sampler.set_epoch(self.epoch)
+            record = self._train_epoch()
+            self.epoch += 1
+            if self.ctx.is_main:
+                self._end_epoch(record)
+            distributed.barrier(self.ctx)
+        if self.ctx.is_main:
+            final = {"model": self._shipped_state(), "arch": self.args.arch, "num_classes": self.args.num_classes}
+            save_atomic(final, os.path.join(self.args.out, "final.pth"))
+            print(f"done: {self.iteration} iterations; weights in "
+                  f"{os.path.join(self.args.out, 'final.pth')}", flush=True)
+        return 0
+
+    def _train_epoch(self):
+        args, device = self.args, self.device
+        self.net.train()
+        if args.freeze_bn:
+            set_bn_frozen(self.model)
         losses, started = [], time.time()
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=args.no_progress,
-                   dynamic_ncols=True, file=sys.stdout)
+        bar = tqdm(self.train_loader, desc=f"epoch {self.epoch + 1}/{args.epochs}", file=sys.stdout,
+                   disable=args.no_progress or not self.ctx.is_main, dynamic_ncols=True)
         for images, labels in bar:
-            factor = lr_factor(args, iteration, total_iters)
-            for group in optimizer.param_groups:
+            factor = lr_factor(args, self.iteration, self.total_iters)
+            for group in self.optimizer.param_groups:
                 group["lr"] = group["base_lr"] * factor
             images = normalize_images(images.to(device, non_blocking=True)).contiguous(
                 memory_format=torch.channels_last)
             labels = labels.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits = model(images)
+            with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                logits = self.net(images)
             logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear",
                                    align_corners=False)
-            loss = criterion(logits, labels)
+            loss = self.criterion(logits, labels)
             if not torch.isfinite(loss):
-                sys.exit(f"refinenet-train: loss became {loss.item()} at iteration {iteration}; "
-                         f"lower --lr (last good checkpoint: {last_path})")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+                sys.exit(f"refinenet-train: loss became {loss.item()} at iteration {self.iteration}; "
+                         f"lower --lr (last good checkpoint: {self.last_path})")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            if self.ema is not None:
+                self.ema.update(self.model)
             losses.append(loss.item())
-            iteration += 1
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", lr=f"{optimizer.param_groups[1]['lr']:.2e}")
-            if iteration >= total_iters:
+            self.iteration += 1
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}",
+                            lr=f"{self.optimizer.param_groups[1]['lr']:.2e}")
+            if self.iteration >= self.total_iters:
                 break
-        record = {"epoch": epoch + 1, "iteration": iteration, "loss": float(np.mean(losses)),
-                  "seconds": round(time.time() - started, 1)}
-        last_epoch = epoch + 1 == args.epochs or iteration >= total_iters
-        if val_loader is not None and ((epoch + 1) % args.val_every == 0 or last_epoch):
-            result = metrics.scores(evaluate(model, val_loader, args.num_classes, args.ignore_index,
-                                             device, amp_dtype))
+        return {"epoch": self.epoch + 1, "iteration": self.iteration, "loss": float(np.mean(losses)),
+                "seconds": round(time.time() - started, 1)}
+
+    def _end_epoch(self, record):
+        """Rank 0: validate when due, keep the best, write last.pth and the log line."""
+        args = self.args
+        last_epoch = self.epoch == args.epochs or self.iteration >= self.total_iters
+        if self.val_loader is not None and (self.epoch % args.val_every == 0 or last_epoch):
+            result = metrics.scores(evaluate(self._eval_model(), self.val_loader, args.num_classes,
+                                             args.ignore_index, self.device, self.amp_dtype))
             record.update(val_miou=result["miou"], val_pixel_accuracy=result["pixel_accuracy"],
                           val_iou=result["iou"])
-            print(f"epoch {epoch + 1}: loss {record['loss']:.4f}  val mIoU {100 * result['miou']:.2f}%  "
+            print(f"epoch {self.epoch}: loss {record['loss']:.4f}  val mIoU {100 * result['miou']:.2f}%  "
                   f"pixel acc {100 * result['pixel_accuracy']:.2f}%", flush=True)
-            if result["miou"] > best:
-                best = result["miou"]
-                save_atomic({"model": model.state_dict(), "arch": args.arch, "epoch": epoch + 1,
-                             "val_miou": best}, os.path.join(args.out, "best.pth"))
+            if result["miou"] > self.best:
+                self.best = result["miou"]
+                save_atomic({"model": self._shipped_state(), "arch": args.arch, "epoch": self.epoch,
+                             "val_miou": self.best}, os.path.join(args.out, "best.pth"))
         else:
-            print(f"epoch {epoch + 1}: loss {record['loss']:.4f}", flush=True)
-        save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
-                     "iteration": iteration, "best_miou": best, "arch": args.arch,
-                     "torch_rng": torch.get_rng_state()}, last_path)
-        with open(log_path, "a") as f:
+            print(f"epoch {self.epoch}: loss {record['loss']:.4f}", flush=True)
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "epoch": self.epoch, "iteration": self.iteration, "best_miou": self.best,
+                 "arch": args.arch, "torch_rng": torch.get_rng_state()}
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        save_atomic(state, self.last_path)
+        with open(os.path.join(args.out, "log.jsonl"), "a") as f:
             f.write(json.dumps(record) + "\n")
-    final = {"model": model.state_dict(), "arch": args.arch, "num_classes": args.num_classes}
-    save_atomic(final, os.path.join(args.out, "final.pth"))
-    print(f"done: {iteration} iterations; weights in {os.path.join(args.out, 'final.pth')}", flush=True)
-    return 0
+
+    def _shipped_state(self):
+        """The weights evaluated and shipped: the moving average when --ema is on."""
+        return self.ema.state_dict() if self.ema is not None else self.model.state_dict()
+
+    def _eval_model(self):
+        if self.ema is None:
+            return self.model
+        if self._ema_model is None:
+            self._ema_model = copy.deepcopy(self.model)
+        self._ema_model.load_state_dict(self.ema.state_dict())
+        return self._ema_model
 
 
 def _load_torchvision_imagenet(model, arch):
