@@ -24,6 +24,7 @@ setup(
         share("models"),
     ],
     install_requires=["setuptools"],
+    extras_require={"test": ["pytest"]},  # makes `colcon test` run pytest (else unittest, 0 tests)
     zip_safe=False,
     maintainer="refinenet_ros maintainers",
     maintainer_email="refinenet-ros@example.com",
@@ -31,13 +32,13 @@ setup(
     license="BSD-3-Clause",
     entry_points={
         "console_scripts": [
-            "segmentation_node = refinenet_ros.node:main",
-            "image_source = refinenet_ros.image_source:main",
+            "segmentation_node = refinenet_ros.ros.node:main",
+            "image_source = refinenet_ros.ros.image_source:main",
             "refinenet-train = refinenet_ros.training.train:main",
             "refinenet-eval = refinenet_ros.training.evaluate:main",
-            "refinenet-export = refinenet_ros.export:main",
-            "refinenet-benchmark = refinenet_ros.benchmark:main",
-            "refinenet-demo = refinenet_ros.demo:main",
+            "refinenet-export = refinenet_ros.tools.export:main",
+            "refinenet-benchmark = refinenet_ros.tools.benchmark:main",
+            "refinenet-demo = refinenet_ros.tools.demo:main",
         ],
     },
 )

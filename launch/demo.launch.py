@@ -5,56 +5,54 @@
     ros2 launch refinenet_ros demo.launch.py source:=/dev/video0 device:=cuda
 
 source:=demo (the default) is OpenCV's vtest.avi street video from Debian's opencv-doc package,
-fetched once with apt-get download. Frames go to /<camera>/image_raw.
+fetched once with apt-get download. Frames go to /<camera>/image_raw. Every argument of
+segmentation.launch.py is passed through, except image_topics.
 """
 import os
 
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
+from launch.actions import (
+    DeclareLaunchArgument,
+    IncludeLaunchDescription,
+    OpaqueFunction,
+    SetEnvironmentVariable,
+)
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from refinenet_ros.footage import demo_footage
+from launch import LaunchDescription
+from refinenet_ros.ros.launch_helpers import (
+    SEGMENTATION_ARGUMENTS,
+    SOURCE_ARGUMENTS,
+    needs_fastdds_profile,
+)
 
-SOURCE_ARGUMENTS = {
-    "source": ("demo", "video file, image folder, rosbag2, /dev/videoN, or 'demo' (street footage)"),
-    "rate": ("0", "Hz; 0 = the source's own timing"),
-    "loop": ("true", "replay the file, folder or bag in a loop"),
-    "camera": ("camera", "camera namespace: frames go to /<camera>/image_raw"),
-}
-# Passed through to segmentation.launch.py.
-SEGMENTATION_ARGUMENTS = {
-    "arch": ("", "encoder (empty = params file)"),
-    "weights": ("", "'default' or a .pth / .onnx path (empty = params file)"),
-    "device": ("", "auto | cpu | cuda | cuda:N (empty = params file)"),
-    "precision": ("", "auto | fp32 | bf16 | fp16 | int8 (empty = params file)"),
-    "input_width": ("", "network input width (empty = params file)"),
-    "input_height": ("", "network input height (empty = params file)"),
-    "use_rviz": ("false", "start RViz"),
-}
+PASSED_THROUGH = {name: value for name, value in SEGMENTATION_ARGUMENTS.items() if name != "image_topics"}
 
 
 def image_source(context):
+    from refinenet_ros.tools.footage import (
+        demo_footage,  # apt-get download, only when asked for
+    )
+
     source = LaunchConfiguration("source").perform(context)
     source = str(demo_footage()) if source == "demo" else os.path.expanduser(source)
-    return [
-        Node(
-            package="refinenet_ros",
-            executable="image_source",
-            name="image_source",
-            namespace=LaunchConfiguration("camera"),
-            parameters=[{
-                "source": source,
-                "rate": float(LaunchConfiguration("rate").perform(context)),
-                "loop": LaunchConfiguration("loop").perform(context).lower() in ("true", "1", "yes"),
-                "frame_id": LaunchConfiguration("camera").perform(context),
-                "topic": "image_raw",
-            }],
-            output="screen",
-        )
-    ]
+    camera = LaunchConfiguration("camera").perform(context)
+    return [Node(
+        package="refinenet_ros",
+        executable="image_source",
+        name="image_source",
+        namespace=camera,
+        parameters=[{
+            "source": source,
+            "rate": float(LaunchConfiguration("rate").perform(context)),
+            "loop": LaunchConfiguration("loop").perform(context).lower() in ("true", "1", "yes"),
+            "frame_id": camera,
+            "topic": "image_raw",
+        }],
+        output="screen",
+    )]
 
 
 def generate_launch_description():
@@ -62,13 +60,18 @@ def generate_launch_description():
         PythonLaunchDescriptionSource(
             PathJoinSubstitution([FindPackageShare("refinenet_ros"), "launch", "segmentation.launch.py"])),
         launch_arguments=dict(
-            {name: LaunchConfiguration(name) for name in SEGMENTATION_ARGUMENTS},
+            {name: LaunchConfiguration(name) for name in PASSED_THROUGH},
             image_topics=["[/", LaunchConfiguration("camera"), "/image_raw]"],
         ).items(),
     )
-    arguments = {**SOURCE_ARGUMENTS, **SEGMENTATION_ARGUMENTS}
+    profile = []
+    if needs_fastdds_profile():  # for image_source too: VGA frames need the large SHM segment
+        profile = [SetEnvironmentVariable(
+            "FASTRTPS_DEFAULT_PROFILES_FILE",
+            [FindPackageShare("refinenet_ros"), "/config/fastdds.xml"])]
+    arguments = {**SOURCE_ARGUMENTS, **PASSED_THROUGH}
     return LaunchDescription(
         [DeclareLaunchArgument(name, default_value=default, description=description)
          for name, (default, description) in arguments.items()]
-        + [OpaqueFunction(function=image_source), segmentation]
+        + profile + [OpaqueFunction(function=image_source), segmentation]
     )

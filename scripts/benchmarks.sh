@@ -13,17 +13,17 @@ FRAMES=${FRAMES:-${REFINENET_SHARED:-../shared}/data/camvid/val.txt}
 frames=(); [ -f "$FRAMES" ] && frames=(--frames "$FRAMES")
 for mode in "torch:fp32" "auto:fp32" "auto:int8"; do  # PyTorch fused, ONNX Runtime fp32, ONNX Runtime int8
   backend=${mode%:*} precision=${mode#*:}
-  python -m refinenet_ros.benchmark --weights "$W" --height 360 --width 480 "${frames[@]}" --backend "$backend" \
+  python -m refinenet_ros.tools.benchmark --weights "$W" --height 360 --width 480 "${frames[@]}" --backend "$backend" \
       --precision "$precision" --batch 1 --iterations 20 --warmup 3 > "bench/engine_b1_${backend}_${precision}.json"
-  python -m refinenet_ros.benchmark --weights "$W" --height 360 --width 480 "${frames[@]}" --backend "$backend" \
+  python -m refinenet_ros.tools.benchmark --weights "$W" --height 360 --width 480 "${frames[@]}" --backend "$backend" \
       --precision "$precision" --batch 4 --iterations 8 --warmup 2 > "bench/engine_b4_${backend}_${precision}.json"
 done
-python -m refinenet_ros.benchmark_models --archs mbv2 --iterations 5 --warmup 1 --output bench/models_mbv2.json > /dev/null
+python -m refinenet_ros.tools.benchmark_models --archs mbv2 --iterations 5 --warmup 1 --output bench/models_mbv2.json > /dev/null
 # bf16 is emulated (~10x slower) on CPUs without AMX/AVX512-BF16: fp32 modes only for the big models
-python -m refinenet_ros.benchmark_models --archs rf_lw50 rf_lw101 rf_lw152 refinenet50 refinenet101 refinenet152 \
+python -m refinenet_ros.tools.benchmark_models --archs rf_lw50 rf_lw101 rf_lw152 refinenet50 refinenet101 refinenet152 \
     gcn50 gcn101 gcn152 --sizes 360x480 --modes unfused_fp32 fused_fp32 --iterations 2 --warmup 1 \
     --output bench/models_resnet.json > /dev/null
 refinenet-export --weights "$W" --output bench/camvid_mbv2.onnx --height 360 --width 480 --benchmark 20 --json > bench/onnx.json
-python -m refinenet_ros.benchmark_node --weights "$W" --seconds 10 --device cpu > bench/node.json
-python -m refinenet_ros.benchmark_node --weights "$W" --seconds 10 --device cpu --precision int8 > bench/node_int8.json
+python -m refinenet_ros.tools.benchmark_node --weights "$W" --seconds 10 --device cpu > bench/node.json
+python -m refinenet_ros.tools.benchmark_node --weights "$W" --seconds 10 --device cpu --precision int8 > bench/node_int8.json
 ls -l bench

@@ -3,14 +3,20 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 
-from refinenet_ros.conversions import (ENCODINGS, ImageConversionError, image_to_numpy, image_to_rgb,
-                                       numpy_to_image, scale_camera_info)
+from refinenet_ros.ros.conversions import (
+    ENCODINGS,
+    ImageConversionError,
+    image_to_numpy,
+    image_to_rgb,
+    numpy_to_image,
+    scale_camera_info,
+)
 
 RNG = np.random.default_rng(0)
 
 
 def random_pixels(encoding, height=6, width=5):
-    dtype, channels, _ = ENCODINGS[encoding]
+    dtype, channels = ENCODINGS[encoding].dtype, ENCODINGS[encoding].channels
     shape = (height, width) if channels == 1 else (height, width, channels)
     return RNG.integers(0, np.iinfo(dtype).max, size=shape, dtype=dtype, endpoint=True)
 

@@ -38,7 +38,7 @@ def tiny_weights(tmp_path):
 
 def run_demo(repo_root, args, domain_id):
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, "-m", "refinenet_ros.demo", *args], cwd=repo_root, env=env,
+    return subprocess.run([sys.executable, "-m", "refinenet_ros.tools.demo", *args], cwd=repo_root, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -76,7 +76,7 @@ def test_demo_reports_missing_inputs_clearly(repo_root, tmp_path, tiny_weights):
 
 
 def test_demo_says_when_the_shipped_model_is_missing(repo_root, tmp_path):
-    from refinenet_ros.paths import model_metadata
+    from refinenet_ros.engine.paths import model_metadata
 
     if os.path.isfile(model_metadata()["weights"]):
         pytest.skip("the shipped weights are present")
@@ -86,7 +86,7 @@ def test_demo_says_when_the_shipped_model_is_missing(repo_root, tmp_path):
 
 
 def test_side_by_side_legend_uses_published_colours():
-    from refinenet_ros.demo_render import class_colours, side_by_side
+    from refinenet_ros.tools.demo_render import class_colours, side_by_side
 
     labels = np.zeros((20, 30), np.uint8)
     labels[:, 20:] = 2

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 
 from refinenet_ros import SegmentationResult, Segmenter
 from refinenet_ros.engine import overlay, to_rgb
+from refinenet_ros.engine.palette import check_palette, voc_palette
+from refinenet_ros.engine.precision import cpu_flags, select_precision
 from refinenet_ros.models import create_model, normalize_images
-from refinenet_ros.palette import check_palette, voc_palette
-from refinenet_ros.precision import cpu_flags, select_precision
 
 NUM_CLASSES = 5
 cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -55,7 +55,7 @@ def segmenter(weights, request):
     if request.param == "onnxruntime":
         pytest.importorskip("onnxruntime")
     seg = Segmenter(weights=weights, device="cpu", backend=request.param)
-    assert seg.backend == {"torch": "torch", "onnxruntime": "onnx"}[request.param]
+    assert seg.backend == {"torch": "torch", "onnxruntime": "onnxruntime"}[request.param]
     return seg
 
 
@@ -221,7 +221,7 @@ def test_missing_or_corrupt_weights(tmp_path):
 
 
 def test_default_weights(tmp_path):
-    from refinenet_ros.paths import model_metadata
+    from refinenet_ros.engine.paths import model_metadata
     meta = model_metadata()
     if not __import__("os").path.isfile(meta["weights"]):
         with pytest.raises(FileNotFoundError, match="default model weights .* not found"):
@@ -317,7 +317,7 @@ def test_compile_keeps_labels(weights, segmenter):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a silent fallback to eager would hide a broken compile
         compiled = Segmenter(weights=weights, device="cpu", input_size=(64, 96), compile=True)
-    assert compiled._compiled is not None
+    assert compiled.network.compiled is not None
     np.testing.assert_array_equal(compiled.segment(image)[0].labels, segmenter.segment(image)[0].labels)
 
 
@@ -350,7 +350,7 @@ def test_onnxruntime_backend_labels_equal_the_torch_backend(tmp_path):
     torch.save(create_model("mbv2", 5).state_dict(), weights)
     reference = Segmenter(weights=str(weights), device="cpu", precision="fp32", backend="torch")
     exported = Segmenter(weights=str(weights), device="cpu", precision="fp32", backend="onnxruntime")
-    assert exported.backend == "onnx" and exported.num_classes == 5
+    assert exported.backend == "onnxruntime" and exported.num_classes == 5
     rng = np.random.default_rng(1)
     frames = [rng.integers(0, 256, size, dtype=np.uint8) for size in ((64, 96, 3), (65, 97, 3), (64, 96, 3))]
     for a, b in zip(reference.segment(frames), exported.segment(frames)):

@@ -7,9 +7,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from refinenet_ros.export import ExportWrapper, example_input, export_onnx, load_fused_model, main
+from refinenet_ros.engine.export import (
+    ExportWrapper,
+    example_input,
+    export_onnx,
+    load_fused_model,
+)
+from refinenet_ros.engine.onnx_backend import OnnxModel, OnnxModelError
 from refinenet_ros.models import create_model, normalize_images
-from refinenet_ros.onnx_backend import OnnxModel, OnnxModelError
+from refinenet_ros.tools.export import main
 
 NUM_CLASSES = 5
 SIZE = (64, 96)
@@ -152,7 +158,7 @@ def test_segmenter_onnx_backend_matches_pytorch_backend(weights, dynamic_onnx):
               rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)]
     by_torch = Segmenter("mbv2", str(weights), device="cpu", precision="fp32", backend="torch").segment(frames)
     onnx_seg = Segmenter("mbv2", str(dynamic_onnx), device="cpu")
-    assert (onnx_seg.backend, onnx_seg.num_classes) == ("onnx", NUM_CLASSES)
+    assert (onnx_seg.backend, onnx_seg.num_classes) == ("onnxruntime", NUM_CLASSES)
     by_onnx = onnx_seg.segment(frames)
     for a, b in zip(by_torch, by_onnx):
         assert a.labels.shape == b.labels.shape

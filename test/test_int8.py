@@ -7,15 +7,19 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import randomise_batchnorm
 
 from refinenet_ros import Segmenter
-from refinenet_ros.engine import choose_backend
-from refinenet_ros.export import ExportWrapper, export_onnx, load_fused_model
-from refinenet_ros.export import main as export_main
+from refinenet_ros.engine.backends import choose_backend
+from refinenet_ros.engine.export import ExportWrapper, export_onnx, load_fused_model
+from refinenet_ros.engine.quantize import (
+    FLOAT_LAYERS,
+    frame_paths,
+    quantize_onnx,
+    read_frames,
+)
 from refinenet_ros.models import create_model
-from refinenet_ros.quantize import FLOAT_LAYERS, frame_paths, quantize_onnx, read_frames
-
-from conftest import randomise_batchnorm
+from refinenet_ros.tools.export import main as export_main
 
 pytest.importorskip("onnxruntime")
 NUM_CLASSES = 4
@@ -75,7 +79,7 @@ def test_quantised_graph_keeps_the_first_layers_float_and_says_so(int8_onnx):
 
 def test_segmenter_runs_an_int8_export_close_to_fp32(weights, int8_onnx):
     int8 = Segmenter(weights=str(int8_onnx), device="cpu")
-    assert (int8.backend, int8.precision, int8.num_classes) == ("onnx", "int8", NUM_CLASSES)
+    assert (int8.backend, int8.precision, int8.num_classes) == ("onnxruntime", "int8", NUM_CLASSES)
     assert Segmenter(weights=str(int8_onnx), device="cpu", precision="int8").precision == "int8"
     fp32 = Segmenter(weights=str(weights), device="cpu", backend="torch")
     images = [scene(72, 96, 20), scene(61, 87, 21)]  # not calibration frames; one odd size
@@ -141,7 +145,7 @@ def test_export_cli_int8_checks_agreement_and_removes_a_failed_model(weights, fr
 
 
 def test_shipped_int8_model_labels_99_percent_of_camvid_pixels_as_fp32(camvid_root):
-    from refinenet_ros.paths import model_metadata
+    from refinenet_ros.engine.paths import model_metadata
     meta = model_metadata()
     if not os.path.isfile(meta.get("int8_weights", "")):
         pytest.skip("the shipped int8 model is not installed")

@@ -1,11 +1,17 @@
 """Model core: exact parameter counts, official-layout checkpoints, strict loading, fusion."""
 import pytest
 import torch
-
 from conftest import randomise_batchnorm as _randomise_bn
-from refinenet_ros.models import (CheckpointError, count_parameters, create_model,
-                                  fuse_for_inference, load_checkpoint, load_imagenet_encoder,
-                                  to_official_layout)
+
+from refinenet_ros.models import (
+    CheckpointError,
+    count_parameters,
+    create_model,
+    fuse_for_inference,
+    load_checkpoint,
+    load_imagenet_encoder,
+    to_official_layout,
+)
 
 PARAMS_AT_21 = {"mbv2": 3_284_565, "rf_lw50": 27_357_525, "rf_lw101": 46_349_653,
                 "rf_lw152": 61_993_301}

@@ -14,9 +14,9 @@ from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
-from refinenet_ros.conversions import image_to_numpy, numpy_to_image
 from refinenet_ros.models import create_model
-from refinenet_ros.node import SegmentationNode
+from refinenet_ros.ros.conversions import image_to_numpy, numpy_to_image
+from refinenet_ros.ros.node import SegmentationNode
 
 pytestmark = pytest.mark.ros
 DOMAIN_ID = 24
@@ -303,24 +303,24 @@ def test_node_on_cuda_publishes_valid_labels(tmp_path):
 def test_node_with_the_onnxruntime_backend_publishes_valid_labels(tmp_path):
     pytest.importorskip("onnxruntime")
     node, labels = one_camera_labels(tmp_path, DOMAIN_ID + 11, device="cpu", backend="onnxruntime")
-    assert node.segmenter.backend == "onnx"
+    assert node.segmenter.backend == "onnxruntime"
     assert (labels.height, labels.width) == (64, 80) and image_to_numpy(labels).max() < NUM_CLASSES
 
 
 def test_node_runs_the_shipped_int8_model(tmp_path):
     pytest.importorskip("onnxruntime")
-    from refinenet_ros.paths import model_metadata
+    from refinenet_ros.engine.paths import model_metadata
     if not os.path.isfile(model_metadata().get("int8_weights", "")):
         pytest.skip("the shipped int8 model is not installed")
     node, labels = one_camera_labels(tmp_path, DOMAIN_ID + 12, weights="default", precision="int8")
-    assert (node.segmenter.backend, node.segmenter.precision) == ("onnx", "int8")
+    assert (node.segmenter.backend, node.segmenter.precision) == ("onnxruntime", "int8")
     assert (labels.height, labels.width) == (64, 80) and image_to_numpy(labels).max() < 11
 
 
 def test_a_static_onnx_model_keeps_its_input_size(tmp_path):
     """Frames of any size run through a static export (resized to it); other sizes are refused."""
     pytest.importorskip("onnxruntime")
-    from refinenet_ros.export import ExportWrapper, export_onnx
+    from refinenet_ros.engine.export import ExportWrapper, export_onnx
     from refinenet_ros.models import fuse_for_inference
     model = fuse_for_inference(create_model("mbv2", NUM_CLASSES).eval())
     path = tmp_path / "static.onnx"

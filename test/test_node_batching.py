@@ -5,8 +5,13 @@ import time
 import pytest
 from rclpy.parameter import parameter_dict_from_yaml_file, parameter_value_to_python
 
-from refinenet_ros.node_batching import FrameSlots, PendingFrame
-from refinenet_ros.node_params import PARAMETERS, check_value, read_list_file, sibling_topic
+from refinenet_ros.ros.batching import FrameSlots, PendingFrame
+from refinenet_ros.ros.params import (
+    PARAMETERS,
+    check_value,
+    read_list_file,
+    sibling_topic,
+)
 
 
 def frame(camera, tag):
@@ -58,7 +63,7 @@ def test_params_yaml_declares_every_parameter_with_its_default(repo_root):
     loaded = parameter_dict_from_yaml_file(str(repo_root / "config" / "params.yaml"), use_wildcard=True)
     assert set(loaded) == set(PARAMETERS)
     for name, parameter in loaded.items():
-        default = PARAMETERS[name][0]
+        default = PARAMETERS[name].default
         value = parameter_value_to_python(parameter.value)
         assert (list(value) if isinstance(default, list) else value) == default, name
 
@@ -70,6 +75,7 @@ def test_params_yaml_declares_every_parameter_with_its_default(repo_root):
     ("image_topics", ["/a/image", "/a/image_rect"], "share a namespace"),
     ("weights", "/no/such/file.pth", "does not exist"),
     ("backend", "tensorrt", "backend must be one of"),
+    ("transport", "theora", "transport must be one of"),
 ])
 def test_check_value_explains_what_is_wrong(name, value, reason):
     assert reason in check_value(name, value)

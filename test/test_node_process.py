@@ -3,7 +3,6 @@ frames across processes, parameters over the real parameter services, SIGINT/SIG
 a clear start-up error for missing weights."""
 import os
 import pathlib
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,8 +21,8 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from refinenet_ros.conversions import image_to_numpy, numpy_to_image
 from refinenet_ros.models import create_model
+from refinenet_ros.ros.conversions import image_to_numpy, numpy_to_image
 
 pytestmark = pytest.mark.ros
 DOMAIN_ID = 25
@@ -33,7 +32,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 def node_command():
     """The installed console script when it sits next to this Python, else the module."""
     script = pathlib.Path(sys.executable).parent / "segmentation_node"
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "refinenet_ros.node"]
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "refinenet_ros.ros.node"]
 
 
 # Generous: on a loaded 2-core machine importing torch alone can take minutes.
@@ -195,7 +194,7 @@ def test_out_of_range_parameter_fails_at_start_up_naming_it(tmp_path, weights):
 
 @pytest.mark.slow
 def test_default_weights_missing_gives_a_clear_error(tmp_path):
-    from refinenet_ros.paths import model_metadata
+    from refinenet_ros.engine.paths import model_metadata
     if pathlib.Path(model_metadata()["weights"]).is_file():
         pytest.skip("the shipped model is installed")
     code, output = NodeProcess(tmp_path, device="cpu").wait_exit()

@@ -3,10 +3,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-
 from conftest import randomise_batchnorm as _randomise_bn
-from refinenet_ros.models import (CheckpointError, count_parameters, create_model,
-                                  fuse_for_inference, load_checkpoint, load_imagenet_encoder)
+
+from refinenet_ros.models import (
+    CheckpointError,
+    count_parameters,
+    create_model,
+    fuse_for_inference,
+    load_checkpoint,
+    load_imagenet_encoder,
+)
 from refinenet_ros.models.resnet import ResNetEncoder
 
 # Measured at 21 classes (GCN: k = 15). The published figure for RefineNet-101 is 118M; ours is

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from refinenet_ros import metrics
 from refinenet_ros.models import create_model, load_checkpoint
-from refinenet_ros.training import evaluate, train
+from refinenet_ros.training import evaluate, metrics, train
 from refinenet_ros.training.data import SegmentationDataset, class_weights
 
 
@@ -128,7 +127,7 @@ SHIPPED_FLOOR_MIOU = 0.45  # far below the figure reported in the model card
 
 
 def test_shipped_default_model_loads_strictly_and_segments_camvid(camvid_root):
-    from refinenet_ros.paths import model_metadata
+    from refinenet_ros.engine.paths import model_metadata
     meta = model_metadata()
     import os
     if not os.path.isfile(meta["weights"]):

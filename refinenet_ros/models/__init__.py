@@ -6,8 +6,15 @@ Inputs are float NCHW RGB tensors scaled to [0, 1] and normalised with ImageNet 
 """
 import torch
 
-from .checkpoint import (CheckpointError, from_official_layout, load_checkpoint,
-                         num_classes_in, read_state_dict, to_official_layout)
+from ..choices import ARCHS
+from .checkpoint import (
+    CheckpointError,
+    from_official_layout,
+    load_checkpoint,
+    num_classes_in,
+    read_state_dict,
+    to_official_layout,
+)
 from .fuse import fuse_for_inference
 from .gcn import gcn50, gcn101, gcn152
 from .lightweight_refinenet import mbv2_lw, rf_lw50, rf_lw101, rf_lw152
@@ -40,8 +47,11 @@ def normalize_images(images, dtype=torch.float32):
     return ((images.float() - mean) / std).to(dtype)
 
 
+assert tuple(MODEL_BUILDERS) == ARCHS, "choices.ARCHS lists the builders, in order"
+
+
 def available_archs():
-    return sorted(MODEL_BUILDERS)
+    return list(ARCHS)
 
 
 def create_model(arch, num_classes=21, **kwargs):

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from .. import metrics
+from . import metrics
 from .data import read_image_rgb, read_label, read_list
 
 
@@ -78,7 +78,9 @@ def format_table(summary):
 
 def main(argv=None):
     args = parse_args(argv)
-    from ..engine import Segmenter  # torch import deferred until the arguments are valid
+    from ..engine.segmenter import (
+        Segmenter,  # torch import deferred until the arguments are valid
+    )
 
     pairs = read_list(args.list)[:args.limit]
     arch = {"arch": args.arch} if args.arch else {}

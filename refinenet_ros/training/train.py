@@ -22,10 +22,20 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .. import metrics
-from ..models import available_archs, create_model, load_imagenet_encoder, normalize_images
-from . import distributed
-from .data import SegmentationDataset, class_weights, cosine_factor, poly_factor, worker_seed
+from ..models import (
+    available_archs,
+    create_model,
+    load_imagenet_encoder,
+    normalize_images,
+)
+from . import distributed, metrics
+from .data import (
+    SegmentationDataset,
+    class_weights,
+    cosine_factor,
+    poly_factor,
+    worker_seed,
+)
 from .loss import SegmentationLoss, WeightAverage
 
 

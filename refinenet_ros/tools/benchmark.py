@@ -15,8 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .engine import Segmenter
-from .models import IMAGENET_MEAN, IMAGENET_STD, create_model, load_checkpoint
+from ..choices import BACKENDS
+from ..engine import Segmenter
+from ..models import IMAGENET_MEAN, IMAGENET_STD, create_model, load_checkpoint
 
 AGREEMENT_FRAMES = 16  # real frames checked for label agreement with the fp32 baseline
 
@@ -91,7 +92,7 @@ def run(args):
     model = load_checkpoint(create_model(engine.arch, engine.num_classes), args.weights)
     baseline = NaiveSegmenter(model, engine.palette, args.input_size, engine.device)
     if args.frames:  # real frames: label agreement then means what it says
-        from .quantize import read_frames
+        from ..engine.quantize import read_frames
         frames = read_frames(args.frames, args.batch)
         args.height, args.width = frames[0].shape[:2]
         checked = read_frames(args.frames, max(args.batch, AGREEMENT_FRAMES))
@@ -149,15 +150,15 @@ def parse_args(argv=None):
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="torch.compile the engine's model")
-    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime"),
+    parser.add_argument("--backend", default="auto", choices=BACKENDS,
                         help="the engine's backend (auto: onnxruntime for fp32/int8 on a CPU, else torch)")
     args = parser.parse_args(argv)
     if args.weights is None and args.num_classes is None:
         args.num_classes = 11
     args.engine_weights = args.weights  # "default" stays: with --precision int8 it means the shipped int8 model
     if args.weights == "default":
-        from .paths import model_metadata
-        args.weights = model_metadata()["weights"]
+        from ..engine.paths import resolve_weights
+        args.weights = resolve_weights("default")[0]  # the fp32 checkpoint: the baseline's weights
     elif args.weights is not None and args.weights.lower().endswith(".onnx"):
         if not args.reference_weights:
             parser.error("an .onnx engine model needs --reference-weights CHECKPOINT for the fp32 baseline")

@@ -1,15 +1,15 @@
 """The demo: real street footage -> image_source -> segmentation_node -> PNGs and a report.
 
-    python -m refinenet_ros.demo                       # scripts/demo.sh runs this
-    python -m refinenet_ros.demo --source my.mp4 --frames 100 --device cuda
-    python -m refinenet_ros.demo --source /dev/video0 --weights runs/best.pth --arch mbv2
+    python -m refinenet_ros.tools.demo                       # scripts/demo.sh runs this
+    python -m refinenet_ros.tools.demo --source my.mp4 --frames 100 --device cuda
+    python -m refinenet_ros.tools.demo --source /dev/video0 --weights runs/best.pth --arch mbv2
 
 image_source and segmentation_node run as separate ROS 2 processes (their console scripts'
 entry points, Fast DDS with config/fastdds.xml); this process subscribes to the input and the
 output topics like any other node, measures fps and latency (frame stamp -> labels received),
 and writes side-by-side PNGs (input | colour | overlay, with a class legend) and
 report.json / report.txt to --output. The default input is OpenCV's vtest.avi street video
-from Debian's opencv-doc package (fetched once, see refinenet_ros/footage.py).
+from Debian's opencv-doc package (fetched once, see refinenet_ros/tools/footage.py).
 """
 import argparse
 import json
@@ -28,15 +28,17 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
+from ..engine.encodings import to_rgb
+from ..engine.paths import config_file, resolve_weights
+from ..ros.conversions import ImageConversionError, image_to_numpy
+from ..ros.image_source import SourceError, source_kind
+from ..ros.launch_helpers import ros_arguments
 from . import demo_render
 from .footage import FootageError, demo_footage
-from .image_source import SourceError, source_kind
-from .launch_helpers import ros_arguments
-from .paths import config_file, model_metadata
 
 CAMERA = "camera"  # frames on /camera/image_raw, results on /camera/segmentation/*
 OUTPUTS = ("labels", "color", "overlay")
-ENTRY_POINTS = {"segmentation_node": "refinenet_ros.node:main", "image_source": "refinenet_ros.image_source:main"}
+ENTRY_POINTS = {"segmentation_node": "refinenet_ros.ros.node:main", "image_source": "refinenet_ros.ros.image_source:main"}
 
 
 class DemoError(RuntimeError):
@@ -70,11 +72,10 @@ def parse_args(argv=None):
 def model_settings(args):
     """(weights, class names, (W, H) input size) for the node; clear errors for missing files."""
     if args.weights == "default":
-        meta = model_metadata()
-        if not os.path.isfile(meta["weights"]):
-            raise DemoError(f"the shipped model's weights {meta['weights']} are missing (the CamVid model is "
-                            "trained by refinenet-train and installed by scripts/setup.sh); pass "
-                            "--weights PATH (.pth or .onnx, with --arch) to run the demo with other weights")
+        try:
+            _, _, meta = resolve_weights("default")
+        except FileNotFoundError as exc:
+            raise DemoError(f"{exc}; or run the demo with --weights PATH (.pth or .onnx, with --arch)") from exc
         height, width = meta["input_size"]
         return "default", meta["classes"], tuple(args.input_size or (width, height))
     if not os.path.isfile(args.weights):
@@ -163,8 +164,7 @@ class Recorder(Node):
             return
         self.latencies_ms.append((received - self.stamp(msg) / 1e9) * 1000.0)
         self.output_times.append(time.monotonic())
-        dtype = np.uint16 if msg.encoding == "mono16" else np.uint8
-        counts = np.bincount(np.frombuffer(msg.data, dtype).astype(np.int64))
+        counts = np.bincount(to_numpy(msg).ravel().astype(np.int64))
         for k in np.flatnonzero(counts):
             self.class_pixels[int(k)] = self.class_pixels.get(int(k), 0) + int(counts[k])
 
@@ -194,15 +194,12 @@ class Recorder(Node):
 
 
 def to_numpy(msg):
-    channels = {"rgb8": 3, "bgr8": 3, "mono8": 1, "mono16": 1}.get(msg.encoding)
-    if channels is None:
-        raise DemoError(f"unexpected encoding {msg.encoding!r} on a demo topic")
-    dtype = np.uint16 if msg.encoding == "mono16" else np.uint8
-    rows = np.frombuffer(msg.data, dtype).reshape(msg.height, msg.step // dtype().itemsize)
-    pixels = rows[:, :msg.width * channels].reshape(msg.height, msg.width, channels)
-    if msg.encoding == "bgr8":
-        pixels = pixels[..., ::-1]
-    return pixels[..., 0] if channels == 1 else np.ascontiguousarray(pixels)
+    """Labels as they are (class indices), images as RGB: the demo's pictures."""
+    try:
+        pixels = image_to_numpy(msg)
+        return pixels if msg.encoding in ("mono8", "mono16") else to_rgb(pixels, msg.encoding)
+    except (ImageConversionError, ValueError, TypeError) as exc:
+        raise DemoError(f"unexpected image on a demo topic: {exc}") from exc
 
 
 def record(recorder, processes, args):

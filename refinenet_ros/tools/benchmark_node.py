@@ -1,7 +1,7 @@
 """Benchmark of the segmentation node through real topics, against the raw Segmenter measured
 in the same run on the same frames (the machine may be shared: compare ratios, not figures).
 
-    python -m refinenet_ros.benchmark_node --seconds 10 [--device cuda] [--weights PATH]
+    python -m refinenet_ros.tools.benchmark_node --seconds 10 [--device cuda] [--weights PATH]
 
 Prints JSON with
 - ``throughput_ratio``: node output fps (one camera, frames published faster than inference)
@@ -10,7 +10,7 @@ Prints JSON with
   median raw inference time, at VGA by default (target <= 5 ms);
 - ``batching_speedup``: aggregate output fps of 4 cameras with max_batch_size 4 over
   max_batch_size 1 (target >= 1.5; mostly a GPU effect, small on a CPU).
-The node runs as its own process (python -m refinenet_ros.node with a params file), as on a
+The node runs as its own process (python -m refinenet_ros.ros.node with a params file), as on a
 robot; frames cross DDS (shared memory with config/fastdds.xml) between the two processes.
 """
 import argparse
@@ -31,10 +31,11 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from .conversions import numpy_to_image
+from ..choices import BACKENDS
+from ..engine import Segmenter
+from ..models import create_model
+from ..ros.conversions import numpy_to_image
 from .demo import stop_processes
-from .engine import Segmenter
-from .models import create_model
 
 
 def parse_args(argv=None):
@@ -43,7 +44,7 @@ def parse_args(argv=None):
     parser.add_argument("--weights", default=None, help="checkpoint (default: random init, 11 classes)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
-    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime"))
+    parser.add_argument("--backend", default="auto", choices=BACKENDS)
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--cameras", type=int, default=4)
@@ -169,7 +170,7 @@ def start_node(tmp, args, weights, namespaces, max_batch_size):
     with open(path, "w") as f:
         yaml.safe_dump(params, f)
     env = dict(os.environ, ROS_DOMAIN_ID=str(args.domain_id))
-    return subprocess.Popen([sys.executable, "-m", "refinenet_ros.node", "--ros-args", "--params-file", path],
+    return subprocess.Popen([sys.executable, "-m", "refinenet_ros.ros.node", "--ros-args", "--params-file", path],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

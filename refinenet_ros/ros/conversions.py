@@ -8,24 +8,12 @@ buffer); sending assigns ``bytes`` to ``msg.data`` (assigning an ndarray is ~100
 """
 import sys
 
+import cv2
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 
-from .palette import to_rgb
+from ..engine.encodings import ENCODINGS, to_rgb
 
-# encoding -> (dtype, channels, channel order as seen by the network's RGB input)
-ENCODINGS = {
-    "rgb8": (np.uint8, 3, "rgb"),
-    "bgr8": (np.uint8, 3, "bgr"),
-    "rgba8": (np.uint8, 4, "rgba"),
-    "bgra8": (np.uint8, 4, "bgra"),
-    "mono8": (np.uint8, 1, "mono"),
-    "mono16": (np.uint16, 1, "mono"),
-    "8UC1": (np.uint8, 1, "mono"),
-    "8UC3": (np.uint8, 3, "bgr"),
-    "8UC4": (np.uint8, 4, "bgra"),
-    "16UC1": (np.uint16, 1, "mono"),
-}
 SUPPORTED_ENCODINGS = tuple(ENCODINGS)
 _NATIVE_BIG_ENDIAN = sys.byteorder == "big"
 
@@ -43,8 +31,8 @@ def image_to_numpy(msg):
     """
     if msg.encoding not in ENCODINGS:
         raise ImageConversionError(
-            f"unsupported encoding {msg.encoding!r} (supported: {', '.join(SUPPORTED_ENCODINGS)})")
-    dtype, channels, _ = ENCODINGS[msg.encoding]
+            f"unsupported encoding {_short(msg.encoding)!r} (supported: {', '.join(SUPPORTED_ENCODINGS)})")
+    dtype, channels = ENCODINGS[msg.encoding].dtype, ENCODINGS[msg.encoding].channels
     height, width, step = msg.height, msg.width, msg.step
     if height == 0 or width == 0:
         raise ImageConversionError(f"empty image ({width}x{height})")
@@ -74,18 +62,42 @@ def image_to_rgb(msg):
 def pixels_to_rgb(pixels, encoding):
     """RGB from the :func:`image_to_numpy` view of an ``encoding`` image (rgb8 comes back
     as is, without a copy)."""
-    if pixels.dtype.itemsize == 2:  # mono16: keep the high byte, as cv_bridge's 16 -> 8 bit
-        pixels = (pixels >> 8).astype(np.uint8)
-    order = ENCODINGS[encoding][2]
-    return to_rgb(pixels, {"rgb": "rgb8", "bgr": "bgr8", "rgba": "rgba8", "bgra": "bgra8",
-                           "mono": "mono8"}[order])
+    return to_rgb(pixels, encoding)
+
+
+COMPRESSED_FORMATS = ("jpeg", "jpg", "png")
+
+
+def compressed_to_rgb(msg):
+    """``H x W x 3`` uint8 RGB from a sensor_msgs/CompressedImage (jpeg or png, as
+    image_transport's compressed plugin writes them: ``format`` is "jpeg", "png" or
+    "<encoding>; <codec> compressed <encoding>"). Raises :class:`ImageConversionError` for an
+    empty, undecodable or unsupported (e.g. compressedDepth) image."""
+    fmt = (msg.format or "").lower()
+    codec = next((c for c in COMPRESSED_FORMATS if c in fmt), None)
+    if codec is None or "compresseddepth" in fmt.replace(" ", ""):
+        raise ImageConversionError(f"unsupported CompressedImage format {_short(msg.format)!r} "
+                                   f"(supported: jpeg, png)")
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    if data.size == 0:
+        raise ImageConversionError("empty CompressedImage (0 bytes)")
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)  # any depth/channels -> 8-bit BGR
+    if bgr is None or bgr.size == 0:
+        raise ImageConversionError(f"cannot decode {data.size} bytes as {codec}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _short(text, limit=64):
+    """User-controlled text cut for logs (a malformed message can carry megabytes)."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
 
 
 def numpy_to_image(array, encoding, header=None):
     """A sensor_msgs/Image holding ``array`` (``H x W`` or ``H x W x C``) with ``encoding``."""
     if encoding not in ENCODINGS:
         raise ImageConversionError(f"unsupported encoding {encoding!r}")
-    dtype, channels, _ = ENCODINGS[encoding]
+    dtype, channels = ENCODINGS[encoding].dtype, ENCODINGS[encoding].channels
     array = np.asarray(array)
     got_channels = 1 if array.ndim == 2 else array.shape[2]
     if array.ndim not in (2, 3) or got_channels != channels or array.dtype != dtype:

@@ -8,9 +8,11 @@ on the CPU, and its labels differ slightly from fp32 (see the README's performan
 """
 import torch
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+from ..choices import PRECISIONS as PRECISION_NAMES
+
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 INT8 = "int8"  # ONNX Runtime only, CPU: a quantised export, not a torch dtype
-PRECISION_NAMES = ("auto", *PRECISIONS, INT8)
+assert PRECISION_NAMES == ("auto", *TORCH_DTYPES, INT8)
 FAST_BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 
 

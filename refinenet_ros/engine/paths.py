@@ -31,9 +31,15 @@ def config_file(name):
     return share_dir() / "config" / name
 
 
+def models_dir():
+    """Where the shipped models are: ``$REFINENET_ROS_MODELS`` if set, else share/.../models."""
+    override = os.environ.get("REFINENET_ROS_MODELS")
+    return pathlib.Path(override) if override else share_dir() / "models"
+
+
 def model_metadata(name=DEFAULT_MODEL):
     """Metadata of a shipped model (arch, classes, palette, ...) with ``weights`` made absolute."""
-    folder = share_dir() / "models"
+    folder = models_dir()
     path = folder / f"{name}.json"
     if not path.is_file():
         raise FileNotFoundError(f"no shipped model {name!r}: {path} does not exist")
@@ -43,3 +49,22 @@ def model_metadata(name=DEFAULT_MODEL):
         if key in meta:
             meta[key] = str(folder / meta[key])
     return meta
+
+
+def resolve_weights(weights, arch=None, precision="auto"):
+    """``(path, arch, metadata)`` for ``weights``: "default" is the shipped model (its int8 export
+    for precision "int8"), with its metadata; anything else passes through with ``{}``. The one
+    place where "default" is resolved. Raises ValueError for an ``arch`` other than the shipped
+    model's and FileNotFoundError (saying what to do) when its file is missing."""
+    if not (isinstance(weights, str) and weights == "default"):
+        return weights, arch, {}
+    meta = model_metadata()
+    if arch not in (None, meta["arch"]):
+        raise ValueError(f"the default model is {meta['arch']!r}, not arch={arch!r}; pass weights=PATH "
+                         f"for another architecture")
+    path = meta["int8_weights" if precision == "int8" and "int8_weights" in meta else "weights"]
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"default model weights {path} not found: the shipped model is not installed (train it with "
+            f"refinenet-train, then re-run scripts/setup.sh) or pass weights=PATH")
+    return path, meta["arch"], meta

@@ -1,8 +1,8 @@
 """Model speed benchmark: ms/frame per architecture, input size and inference mode.
 
-    python -m refinenet_ros.benchmark_models                       # the 4 Light-Weight archs
-    python -m refinenet_ros.benchmark_models --archs all --iterations 20
-    python -m refinenet_ros.benchmark_models --archs mbv2 --modes unfused_fp32 fused_fp32
+    python -m refinenet_ros.tools.benchmark_models                       # the 4 Light-Weight archs
+    python -m refinenet_ros.tools.benchmark_models --archs all --iterations 20
+    python -m refinenet_ros.tools.benchmark_models --archs mbv2 --modes unfused_fp32 fused_fp32
 
 Modes: ``unfused_fp32`` (the training model in eval mode, NCHW), ``fused_fp32`` and
 ``fused_bf16`` / ``fused_fp16`` (:func:`fuse_for_inference`: BN folded, channels_last, cast).
@@ -28,7 +28,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .models import MODEL_BUILDERS, count_parameters, create_model, fuse_for_inference
+from ..models import MODEL_BUILDERS, count_parameters, create_model, fuse_for_inference
 
 LIGHTWEIGHT_ARCHS = ("mbv2", "rf_lw50", "rf_lw101", "rf_lw152")
 MODES = ("unfused_fp32", "fused_fp32", "fused_bf16", "fused_fp16")
@@ -48,7 +48,7 @@ def parse_size(text):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m refinenet_ros.benchmark_models",
+        prog="python -m refinenet_ros.tools.benchmark_models",
         description="ms/frame of each model (unfused fp32 / fused fp32 / fused bf16), params, GFLOPs.")
     parser.add_argument("--archs", nargs="+", default=list(LIGHTWEIGHT_ARCHS),
                         help=f"architectures, or 'all' (default: {' '.join(LIGHTWEIGHT_ARCHS)}; "

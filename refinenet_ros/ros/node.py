@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 
-import cv2
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
@@ -21,23 +20,43 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import (
+    DurabilityPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from .conversions import (ImageConversionError, image_to_numpy, numpy_to_image, pixels_to_rgb,
-                          scale_camera_info)
-from .engine import Segmenter, overlay
-from .node_batching import FrameSlots, PendingFrame
-from .node_diagnostics import NodeStats
-from .node_params import (Settings, check_value, check_values, declare_parameters, read_list_file,
-                          sibling_topic)
+from ..engine import Segmenter
+from .batching import FrameSlots, PendingFrame
+from .conversions import (
+    ImageConversionError,
+    compressed_to_rgb,
+    image_to_numpy,
+    numpy_to_image,
+    pixels_to_rgb,
+    scale_camera_info,
+)
+from .diagnostics import NodeStats
+from .params import (
+    Settings,
+    check_value,
+    check_values,
+    declare_parameters,
+    read_list_file,
+    sibling_topic,
+)
 
 NODE_NAME = "segmentation_node"
 OUTPUTS = ("labels", "color", "overlay", "confidence")
 ERROR_LOG_PERIOD_S = 5.0
 # Outputs are reliable so both reliable (RViz) and best-effort subscribers can connect.
 OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+# Class metadata is latched, as vision_msgs and Nav2's semantic segmentation layer expect.
+LABEL_INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                            durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class StartupError(RuntimeError):
@@ -47,14 +66,18 @@ class StartupError(RuntimeError):
 class Camera:
     """One input topic: its subscriptions, output publishers and latest camera_info."""
 
-    def __init__(self, node, index, topic, qos):
+    def __init__(self, node, index, topic, qos, transport):
         self.index, self.topic = index, topic
         self.info = None
         self.publishers = {name: node.create_publisher(Image, sibling_topic(topic, f"segmentation/{name}"),
                                                        OUTPUT_QOS) for name in OUTPUTS}
         self.info_publisher = node.create_publisher(
             CameraInfo, sibling_topic(topic, "segmentation/camera_info"), OUTPUT_QOS)
-        node.create_subscription(Image, topic, lambda msg: node.on_image(self, msg), qos)
+        if transport == "compressed":
+            node.create_subscription(CompressedImage, f"{topic.rstrip('/')}/compressed",
+                                     lambda msg: node.on_image(self, msg), qos)
+        else:
+            node.create_subscription(Image, topic, lambda msg: node.on_image(self, msg), qos)
         node.create_subscription(CameraInfo, sibling_topic(topic, "camera_info"), self.on_info, qos)
 
     def on_info(self, msg):
@@ -67,7 +90,8 @@ class Camera:
         return {name for name in OUTPUTS
                 if enabled[name] and self.publishers[name].get_subscription_count() > 0}
 
-    def publish(self, message, rgb, result, outputs, settings):
+    def publish(self, message, result, outputs):
+        """Publish the wanted outputs of ``result`` with the input ``message``'s header."""
         header = message.header
         height, width = result.labels.shape
         if "labels" in outputs:
@@ -76,13 +100,9 @@ class Camera:
         if "color" in outputs:
             self.publishers["color"].publish(numpy_to_image(result.color, "rgb8", header))
         if "overlay" in outputs:
-            if rgb.shape[:2] != (height, width):  # output_resolution: network
-                rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
-            blend = overlay(np.ascontiguousarray(rgb), result.color, settings.overlay_alpha)
-            self.publishers["overlay"].publish(numpy_to_image(blend, "rgb8", header))
-        if "confidence" in outputs and result.confidence is not None:
-            confidence = (result.confidence * 255.0 + 0.5).astype(np.uint8)
-            self.publishers["confidence"].publish(numpy_to_image(confidence, "mono8", header))
+            self.publishers["overlay"].publish(numpy_to_image(result.overlay, "rgb8", header))
+        if "confidence" in outputs:
+            self.publishers["confidence"].publish(numpy_to_image(result.confidence_mono8(), "mono8", header))
         info = self.info
         if info is not None and self.info_publisher.get_subscription_count() > 0:
             if (height, width) == (message.height, message.width):
@@ -102,13 +122,18 @@ class SegmentationNode(Node):
             raise StartupError(reason)
         self._settings = Settings.from_values(self._values)
         self.segmenter = self._build_segmenter()
+        reason = self._input_size_refused(self._settings)
+        if reason:
+            raise StartupError(reason)
         topics = self._values["image_topics"]
         qos = qos_profile_sensor_data if self._values["qos"] == "sensor_data" else \
             QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         self._slots = FrameSlots(len(topics))
         self._stats = NodeStats(topics)
         self._error_logged = {}  # (camera, reason) -> monotonic time of the last log
-        self.cameras = [Camera(self, i, topic, qos) for i, topic in enumerate(topics)]
+        self.cameras = [Camera(self, i, topic, qos, self._values["transport"])
+                        for i, topic in enumerate(topics)]
+        self._label_info_publishers = self._publish_label_info(topics)
         self.processed_frames = [0] * len(topics)  # per camera, since start-up
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self._values["diagnostics_period"], self._publish_diagnostics)
@@ -128,11 +153,31 @@ class SegmentationNode(Node):
             names = read_list_file(values["class_names"], "class_names") if values["class_names"] else None
             return Segmenter(arch=values["arch"], weights=values["weights"],
                              num_classes=values["num_classes"] or None, device=values["device"],
-                             precision=values["precision"], input_size=self._settings.input_size,
+                             precision=values["precision"],
                              palette=palette, class_names=names, backend=values["backend"])
         except Exception as exc:  # noqa: BLE001 - any model-loading failure is a start-up error
             raise StartupError(f"cannot load the model (arch={values['arch']!r}, "
                                f"weights={values['weights']!r}): {exc}") from exc
+
+    def _publish_label_info(self, topics):
+        """Latched vision_msgs/LabelInfo per camera: class ids and names of the loaded model."""
+        try:
+            from vision_msgs.msg import LabelInfo, VisionClass
+        except ImportError:
+            self.get_logger().warning("vision_msgs is not installed: no <ns>/segmentation/label_info "
+                                      "(class metadata) is published")
+            return []
+        names = self.segmenter.class_names
+        message = LabelInfo(class_map=[VisionClass(class_id=i, class_name=name) for i, name in enumerate(names)],
+                            threshold=0.0)  # every pixel gets its top class: no threshold applies
+        message.header.stamp = self.get_clock().now().to_msg()
+        publishers = []
+        for topic in topics:
+            publisher = self.create_publisher(LabelInfo, sibling_topic(topic, "segmentation/label_info"),
+                                              LABEL_INFO_QOS)
+            publisher.publish(message)
+            publishers.append(publisher)
+        return publishers
 
     # -- receiving (executor thread) ------------------------------------------------------
     def on_image(self, camera, msg):
@@ -140,11 +185,13 @@ class SegmentationNode(Node):
         if not camera.wanted_outputs(self._settings):
             self._slots.discard(camera.index)  # nobody listens: no inference at all
             return
-        try:
-            pixels = image_to_numpy(msg)
-        except ImageConversionError as exc:
-            self._bad_frame(camera, str(exc))
-            return
+        pixels = None  # compressed frames are decoded by the inference thread, only if they run
+        if isinstance(msg, Image):
+            try:
+                pixels = image_to_numpy(msg)
+            except ImageConversionError as exc:
+                self._bad_frame(camera, str(exc))
+                return
         self._slots.put(PendingFrame(camera.index, msg, pixels))
 
     def _bad_frame(self, camera, reason):
@@ -179,17 +226,23 @@ class SegmentationNode(Node):
         wanted = [(f, outputs) for f, outputs in wanted if outputs]  # subscribers may have left
         if not wanted:
             return
-        frames, outputs = zip(*wanted)
-        images = [pixels_to_rgb(f.pixels, f.message.encoding) for f in frames]
-        size = self.segmenter.fixed_input_size or settings.input_size
-        if self.segmenter.input_size != size:
-            self.segmenter.input_size = size
+        decoded = []
+        for frame, outputs in wanted:
+            try:
+                decoded.append((frame, outputs, _frame_rgb(frame)))
+            except ImageConversionError as exc:
+                self._bad_frame(self.cameras[frame.camera], str(exc))
+        if not decoded:
+            return
+        frames, outputs, images = zip(*decoded)
         start = time.perf_counter()
-        results = self.segmenter.segment(images, output_resolution=settings.output_resolution,
-                                         with_confidence=any("confidence" in o for o in outputs))
+        results = self.segmenter.segment(
+            images, output_resolution=settings.output_resolution, input_size=settings.input_size,
+            with_confidence=any("confidence" in o for o in outputs),
+            overlay_alpha=settings.overlay_alpha if any("overlay" in o for o in outputs) else None)
         self._stats.batch(len(frames), (time.perf_counter() - start) * 1000.0)
-        for frame, rgb, result, wanted in zip(frames, images, results, outputs):
-            self.cameras[frame.camera].publish(frame.message, rgb, result, wanted, settings)
+        for frame, result, wanted in zip(frames, results, outputs):
+            self.cameras[frame.camera].publish(frame.message, result, wanted)
             self._stats.published(frame.camera, frame.received)
             self.processed_frames[frame.camera] += 1
 
@@ -202,16 +255,22 @@ class SegmentationNode(Node):
                 return SetParametersResult(successful=False, reason=reason)
             values[parameter.name] = parameter.value
         settings = Settings.from_values(values)
-        fixed = self.segmenter.fixed_input_size
-        if fixed is not None and settings.input_size not in (None, fixed):
-            return SetParametersResult(successful=False,
-                                       reason=f"the ONNX model {self._values['weights']} only takes "
-                                              f"{fixed[1]}x{fixed[0]} input (a static export)")
+        reason = self._input_size_refused(settings)
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
         if (values["input_width"] > 0) != (values["input_height"] > 0):
             self.get_logger().info("input_width and input_height are used once both are > 0; "
                                    "frames run at their native size until then")
         self._values, self._settings = values, settings
         return SetParametersResult(successful=True)
+
+    def _input_size_refused(self, settings):
+        """Why the model cannot run at ``settings``' input size (a static ONNX export), or None."""
+        fixed = self.segmenter.fixed_input_size
+        if fixed is not None and settings.input_size not in (None, fixed):
+            return (f"the ONNX model {self._values['weights']} only takes {fixed[1]}x{fixed[0]} input "
+                    f"(a static export); set input_width/input_height to 0 or to that size")
+        return None
 
     def _publish_diagnostics(self):
         seg = self.segmenter
@@ -226,6 +285,13 @@ class SegmentationNode(Node):
         # torch's threads abort the process ("terminate called without an active exception")
         self._thread.join()
         return super().destroy_node()
+
+
+def _frame_rgb(frame):
+    """The network's RGB input for a pending frame (raw: validated view; compressed: decoded)."""
+    if frame.pixels is None:
+        return compressed_to_rgb(frame.message)
+    return pixels_to_rgb(frame.pixels, frame.message.encoding)
 
 
 def main(args=None):

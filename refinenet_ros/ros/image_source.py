@@ -15,12 +15,13 @@ import argparse
 import pathlib
 import posixpath
 import sys
+import threading
 import time
 
 import cv2
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
@@ -282,9 +283,10 @@ def main(argv=None):
     argv = sys.argv if argv is None else argv
     defaults = parse_args(remove_ros_args(argv)[1:])
     rclpy.init(args=argv)
-    node = None
+    node = spinner = None
     try:
         node = ImageSource(defaults)
+        spinner = BackgroundSpinner(node)  # parameter services answer while frames go out
         node.wait_for_subscribers()
         node.run()
     except SourceError as error:
@@ -293,10 +295,35 @@ def main(argv=None):
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        if spinner is not None:
+            spinner.stop()  # before the node goes: a wait set on a destroyed node aborts
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+class BackgroundSpinner:
+    """Serves a node's services (parameters) from a daemon thread while the main thread works."""
+
+    def __init__(self, node):
+        self._stopping = False
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(node)
+        self.thread = threading.Thread(target=self._spin, name="image_source_executor", daemon=True)
+        self.thread.start()
+
+    def _spin(self):
+        try:
+            while self.executor.context.ok() and not self._stopping:
+                self.executor.spin_once(timeout_sec=0.1)
+        except (ExternalShutdownException, KeyboardInterrupt):
+            pass
+
+    def stop(self):
+        self._stopping = True
+        self.thread.join(timeout=5.0)
+        self.executor.shutdown()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import tempfile
 
 import numpy as np
 
-from .models import normalize_images
+from ..models import normalize_images
 
 # Node-name fragments of the layers kept in fp32: MobileNet-v2 stem and stages 0-2 (output
 # stride <= 8, measured above); for ResNets conv1 and layer1 by analogy (no trained ResNet
@@ -79,8 +79,13 @@ def quantize_onnx(fp32_path, int8_path, frames, float_layers=FLOAT_LAYERS):
     """Write an int8 QDQ copy of the exported model ``fp32_path`` to ``int8_path``, calibrated
     on ``frames`` (RGB uint8 arrays; resized to the graph's size when it is static)."""
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                          QuantType, quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     if not frames:
         raise ValueError("int8 calibration needs at least one frame")
     proto = onnx.load(str(fp32_path))

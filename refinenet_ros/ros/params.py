@@ -1,0 +1,229 @@
+"""The segmentation node's parameters, one table: each row's default, description, whether it
+can change at runtime, its choices or range. The node declares (with descriptor constraints)
+and validates from it; config/params.yaml, the README's parameter table and the launch
+arguments' descriptions are checked against it by tests. No torch import (launch files use it).
+"""
+import json
+import pathlib
+from dataclasses import dataclass
+
+import yaml
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    ParameterType,
+)
+
+from ..choices import (
+    ARCHS,
+    BACKENDS,
+    OUTPUT_RESOLUTIONS,
+    PRECISIONS,
+    QOS_PROFILES,
+    TRANSPORTS,
+)
+
+MAX_INPUT_SIZE = 8192
+
+
+@dataclass(frozen=True)
+class Param:
+    default: object
+    description: str
+    runtime: bool = False       # may change while the node runs (ros2 param set)
+    choices: tuple = ()         # allowed values, if a closed list
+    range: tuple | None = None  # (low, high), inclusive, for numbers
+
+    @property
+    def ros_type(self):
+        kinds = ((bool, ParameterType.PARAMETER_BOOL), (int, ParameterType.PARAMETER_INTEGER),
+                 (float, ParameterType.PARAMETER_DOUBLE), (str, ParameterType.PARAMETER_STRING),
+                 (list, ParameterType.PARAMETER_STRING_ARRAY))
+        return next(kind for python_type, kind in kinds if isinstance(self.default, python_type))
+
+    def constraint(self):
+        """The values it takes, in words ('' when any value of its type will do)."""
+        if self.choices:
+            return " | ".join(self.choices)
+        if self.range:
+            return f"{self.range[0]}..{self.range[1]}"
+        return ""
+
+
+PARAMETERS = {
+    # --- inputs ---
+    "image_topics": Param(["/camera/image_raw"], "sensor_msgs/Image topics, one per camera, each in "
+                          "its own namespace"),
+    "transport": Param("raw", "raw: sensor_msgs/Image on each topic; compressed: CompressedImage "
+                       "(jpeg/png) on <topic>/compressed", choices=TRANSPORTS),
+    "qos": Param("sensor_data", "subscription QoS: sensor_data (best effort, depth 5, REP-2003) or "
+                 "reliable (depth 1)", choices=QOS_PROFILES),
+    # --- model ---
+    "arch": Param("mbv2", "model architecture", choices=ARCHS),
+    "weights": Param("default", "'default' (the shipped CamVid model) or a .pth / .onnx path"),
+    "num_classes": Param(0, "number of classes; 0 = from the weights", range=(0, 65535)),
+    "device": Param("auto", "auto | cpu | cuda | cuda:N (auto: cuda if available)"),
+    "precision": Param("auto", "auto: fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32; "
+                       "int8: the shipped (or given) int8 ONNX model on a CPU", choices=PRECISIONS),
+    "backend": Param("auto", "auto: ONNX Runtime for fp32/int8 on a CPU, PyTorch otherwise",
+                     choices=BACKENDS),
+    "palette": Param("", "file of RGB colours per class (YAML/JSON list); '' = the model's"),
+    "class_names": Param("", "file of class names (YAML/JSON list or one per line); '' = the model's"),
+    # --- inference ---
+    "input_width": Param(0, "network input width; used when input_width and input_height are > 0 "
+                         "(0 = each frame's native size)", runtime=True, range=(0, MAX_INPUT_SIZE)),
+    "input_height": Param(0, "network input height (0 = native size)", runtime=True,
+                          range=(0, MAX_INPUT_SIZE)),
+    "output_resolution": Param("input", "outputs at each image's own size or at the network size",
+                               runtime=True, choices=OUTPUT_RESOLUTIONS),
+    "max_batch_size": Param(4, "most frames (one per camera) per inference batch", runtime=True,
+                            range=(1, 64)),
+    "batch_timeout_ms": Param(5.0, "longest wait for more cameras once a frame is pending",
+                              runtime=True, range=(0.0, 1000.0)),
+    # --- outputs ---
+    "publish_color": Param(True, "publish <ns>/segmentation/color (rgb8)", runtime=True),
+    "publish_overlay": Param(True, "publish <ns>/segmentation/overlay (rgb8 blend)", runtime=True),
+    "publish_confidence": Param(False, "publish <ns>/segmentation/confidence (mono8, top-class "
+                                "probability x 255)", runtime=True),
+    "overlay_alpha": Param(0.5, "overlay blend: 0 = image only, 1 = colours only", runtime=True,
+                           range=(0.0, 1.0)),
+    "diagnostics_period": Param(1.0, "seconds between /diagnostics reports", range=(0.1, 60.0)),
+}
+
+
+def markdown_table():
+    """The README's parameter table, generated from :data:`PARAMETERS`."""
+    kinds = {list: "string[]", str: "string", bool: "bool", int: "int", float: "double"}
+
+    def cell(text):  # markdown: a table cell holds no bare '|', and <ns> is not an HTML tag
+        return text.replace("|", "\\|").replace("<", "\\<")
+
+    rows = ["| Name | Type | Default | Runtime | Values | Meaning |", "|---|---|---|---|---|---|"]
+    for name, param in PARAMETERS.items():
+        default = json.dumps(param.default)
+        rows.append(f"| `{name}` | {kinds[type(param.default)]} | `{default}` | "
+                    f"{'yes' if param.runtime else 'no'} | {cell(param.constraint())} | "
+                    f"{cell(param.description)} |")
+    return "\n".join(rows)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The runtime-tunable parameters, swapped as a whole when one changes."""
+    input_size: tuple | None  # (h, w) or None = native
+    output_resolution: str
+    max_batch_size: int
+    batch_timeout_s: float
+    publish_color: bool
+    publish_overlay: bool
+    publish_confidence: bool
+    overlay_alpha: float
+
+    @classmethod
+    def from_values(cls, values):
+        width, height = values["input_width"], values["input_height"]
+        return cls(input_size=(height, width) if width > 0 and height > 0 else None,
+                   output_resolution=values["output_resolution"],
+                   max_batch_size=values["max_batch_size"],
+                   batch_timeout_s=values["batch_timeout_ms"] / 1000.0,
+                   publish_color=values["publish_color"], publish_overlay=values["publish_overlay"],
+                   publish_confidence=values["publish_confidence"],
+                   overlay_alpha=values["overlay_alpha"])
+
+
+def declare_parameters(node):
+    """Declare every parameter with its descriptor; returns {name: value}."""
+    for name, param in PARAMETERS.items():
+        descriptor = ParameterDescriptor(name=name, type=param.ros_type, description=param.description,
+                                         read_only=not param.runtime,
+                                         additional_constraints=param.constraint())
+        if param.range is not None and param.ros_type == ParameterType.PARAMETER_INTEGER:
+            descriptor.integer_range = [IntegerRange(from_value=param.range[0], to_value=param.range[1], step=1)]
+        elif param.range is not None:
+            descriptor.floating_point_range = [FloatingPointRange(from_value=param.range[0],
+                                                                  to_value=param.range[1])]
+        node.declare_parameter(name, param.default, descriptor)
+    return {name: node.get_parameter(name).value for name in PARAMETERS}
+
+
+def check_value(name, value):
+    """Why ``value`` is invalid for ``name`` beyond its type and range, or None if valid."""
+    param = PARAMETERS[name]
+    if param.choices and value not in param.choices:
+        return f"{name} must be one of {param.choices}, got {value!r}"
+    if name == "device" and not (value in ("auto", "cpu", "cuda") or _is_cuda_index(value)):
+        return f"device must be auto, cpu, cuda or cuda:N, got {value!r}"
+    if name == "image_topics":
+        return _check_topics(value)
+    if name in ("weights", "palette", "class_names") and value not in ("", "default"):
+        if not pathlib.Path(value).expanduser().is_file():
+            return f"{name} file {value!r} does not exist"
+    if name == "weights" and value == "":
+        return "weights must be 'default' or a checkpoint path"
+    return None
+
+
+def _check_topics(topics):
+    if not topics or any(not topic.strip() for topic in topics):
+        return f"image_topics must be a non-empty list of topic names, got {list(topics)!r}"
+    if len(set(topics)) != len(topics):
+        return f"image_topics has duplicates: {list(topics)!r}"
+    namespaces = [topic_namespace(topic) for topic in topics]
+    if len(set(namespaces)) != len(namespaces):
+        return (f"image_topics {list(topics)!r} share a namespace, so their outputs "
+                f"(<ns>/segmentation/...) would collide; put each camera in its own namespace")
+    return None
+
+
+def check_values(values):
+    """Cross-checks of a full parameter set; returns a reason or None."""
+    for name, value in values.items():
+        reason = check_value(name, value)
+        if reason:
+            return reason
+    return None
+
+
+def _is_cuda_index(value):
+    prefix, _, index = value.partition(":")
+    return prefix == "cuda" and index.isdigit()
+
+
+def topic_namespace(topic):
+    """'/cam/left/image_raw' -> '/cam/left'; 'image' -> '' (relative to the node)."""
+    return topic.rstrip("/").rpartition("/")[0] if "/" in topic.rstrip("/") else ""
+
+
+def sibling_topic(image_topic, name):
+    """The topic ``name`` next to ``image_topic`` (e.g. camera_info, segmentation/labels)."""
+    namespace = topic_namespace(image_topic)
+    if namespace == "" and image_topic.startswith("/"):
+        return "/" + name
+    return f"{namespace}/{name}" if namespace else name
+
+
+def read_list_file(path, what):
+    """A list from a YAML / JSON file, or lines of a text file (blank lines and # comments
+    skipped). Raises ValueError naming the file."""
+    path = pathlib.Path(path).expanduser()
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"cannot read {what} file {path}: {exc}") from exc
+    try:
+        loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ValueError(f"{what} file {path} is not valid {path.suffix[1:] or 'YAML'}: {exc}") from exc
+    if isinstance(loaded, dict) and what in loaded:  # {palette: [...]} / {class_names: [...]}
+        loaded = loaded[what]
+    if isinstance(loaded, list):
+        return loaded
+    lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    if what == "palette":
+        try:
+            return [[int(v) for v in line.replace(",", " ").split()] for line in lines]
+        except ValueError:
+            raise ValueError(f"palette file {path}: expected lines of three integers 'r g b'") from None
+    return lines
