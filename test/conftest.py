@@ -75,7 +75,7 @@ def ros_processes(console_scripts):
         return process
 
     yield start
-    from refinenet_ros.tools.demo import stop_processes
+    from refinenet_ros.tools.processes import stop_processes
     stop_processes(started)
 
 

@@ -2,6 +2,7 @@
 processes and topics, a tiny random checkpoint) -> side-by-side PNGs and a report."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -36,8 +37,8 @@ def tiny_weights(tmp_path):
     return path
 
 
-def run_demo(repo_root, args, domain_id):
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED="1")
+def run_demo(repo_root, args, domain_id, **extra_env):
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED="1", **extra_env)
     return subprocess.run([sys.executable, "-m", "refinenet_ros.tools.demo", *args], cwd=repo_root, env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -76,11 +77,11 @@ def test_demo_reports_missing_inputs_clearly(repo_root, tmp_path, tiny_weights):
 
 
 def test_demo_says_when_the_shipped_model_is_missing(repo_root, tmp_path):
-    from refinenet_ros.engine.paths import model_metadata
-
-    if os.path.isfile(model_metadata()["weights"]):
-        pytest.skip("the shipped weights are present")
-    result = run_demo(repo_root, ["--source", str(tmp_path), "--output", str(tmp_path / "out")], domain_id=54)
+    models = tmp_path / "models"  # the metadata without its weights file, as in a broken install
+    models.mkdir()
+    shutil.copy(repo_root / "models" / "camvid_mbv2.json", models)
+    result = run_demo(repo_root, ["--source", str(tmp_path), "--output", str(tmp_path / "out")], domain_id=54,
+                      REFINENET_ROS_MODELS=str(models))
     assert result.returncode == 2
     assert "camvid_mbv2.pth" in result.stderr and "--weights" in result.stderr
 

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from refinenet_ros.ros import launch_helpers
-from refinenet_ros.ros.params import PARAMETERS, markdown_table
+from refinenet_ros.ros.params import PARAMETERS, markdown_table, sibling_topic
 
 
 def test_topic_list_argument_forms():
@@ -33,7 +33,7 @@ def test_rviz_config_shows_colour_and_overlay_of_each_camera(repo_root):
                 if d["Class"] == "rviz_default_plugins/Image"]
 
     # the shipped file matches the params file's default cameras
-    assert image_topics(shipped) == [launch_helpers.output_topic(t, o) for t in default_topics for o in ("color", "overlay")]
+    assert image_topics(shipped) == [sibling_topic(t, f"segmentation/{o}") for t in default_topics for o in ("color", "overlay")]
     generated = yaml.safe_load(launch_helpers.rviz_config(template, ["/cam0/image_raw", "image_raw"], "robot"))
     assert image_topics(generated) == ["/cam0/segmentation/color", "/cam0/segmentation/overlay",
                                        "/robot/segmentation/color", "/robot/segmentation/overlay"]

@@ -1,6 +1,5 @@
 """The segmentation node in-process: real rclpy and Fast DDS on loopback (own domain, own
 context), a tiny random-init model on the CPU, frames published by a second node."""
-import os
 import threading
 import time
 
@@ -309,9 +308,6 @@ def test_node_with_the_onnxruntime_backend_publishes_valid_labels(tmp_path):
 
 def test_node_runs_the_shipped_int8_model(tmp_path):
     pytest.importorskip("onnxruntime")
-    from refinenet_ros.engine.paths import model_metadata
-    if not os.path.isfile(model_metadata().get("int8_weights", "")):
-        pytest.skip("the shipped int8 model is not installed")
     node, labels = one_camera_labels(tmp_path, DOMAIN_ID + 12, weights="default", precision="int8")
     assert (node.segmenter.backend, node.segmenter.precision) == ("onnxruntime", "int8")
     assert (labels.height, labels.width) == (64, 80) and image_to_numpy(labels).max() < 11

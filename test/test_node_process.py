@@ -3,6 +3,7 @@ frames across processes, parameters over the real parameter services, SIGINT/SIG
 a clear start-up error for missing weights."""
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,12 +43,12 @@ START_TIMEOUT_S = 300.0
 class NodeProcess:
     """The node as a child process; its output is collected by a thread."""
 
-    def __init__(self, tmp_path, **parameters):
+    def __init__(self, tmp_path, extra_env=None, **parameters):
         params_file = tmp_path / "params.yaml"
         params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": parameters}}))
         env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID), ROS_LOG_DIR=str(tmp_path / "log"),
                    ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1",
-                   FASTRTPS_DEFAULT_PROFILES_FILE=str(REPO / "config" / "fastdds.xml"))
+                   FASTRTPS_DEFAULT_PROFILES_FILE=str(REPO / "config" / "fastdds.xml"), **(extra_env or {}))
         # the shipped parameter file first, the test's values over it (the later file wins)
         files = ["--params-file", str(REPO / "config" / "params.yaml"), "--params-file", str(params_file)]
         self.process = subprocess.Popen(node_command() + ["--ros-args"] + files, env=env, text=True,
@@ -194,9 +195,9 @@ def test_out_of_range_parameter_fails_at_start_up_naming_it(tmp_path, weights):
 
 @pytest.mark.slow
 def test_default_weights_missing_gives_a_clear_error(tmp_path):
-    from refinenet_ros.engine.paths import model_metadata
-    if pathlib.Path(model_metadata()["weights"]).is_file():
-        pytest.skip("the shipped model is installed")
-    code, output = NodeProcess(tmp_path, device="cpu").wait_exit()
+    models = tmp_path / "models"  # the metadata without its weights file, as in a broken install
+    models.mkdir()
+    shutil.copy(REPO / "models" / "camvid_mbv2.json", models)
+    code, output = NodeProcess(tmp_path, extra_env={"REFINENET_ROS_MODELS": str(models)}, device="cpu").wait_exit()
     assert code == 1, output
     assert "camvid_mbv2.pth" in output and "not found" in output and "Traceback" not in output

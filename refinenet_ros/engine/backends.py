@@ -66,8 +66,8 @@ class TorchNetwork:
             except Exception as exc:  # noqa: BLE001 - compiler failures surface at the first call
                 self._compile_failed(exc)
         if self.device.type == "cpu" and x.shape[0] > 1:
-            # On CPUs one frame at a time is faster than a batch (measured 6.1 vs 4.2 frames/s,
-            # mbv2 360x480, 2 cores): the batch's activations no longer fit the caches.
+            # On CPUs one frame at a time is faster than a batch (docs/engine.md: 7.45 vs 4.17
+            # frames/s, batch 4, 360x480, 2 cores): the batch's activations no longer fit the caches.
             return torch.cat([self.model(x[i:i + 1]) for i in range(x.shape[0])]).float()
         return self.model(x).float()
 

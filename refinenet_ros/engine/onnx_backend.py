@@ -18,12 +18,6 @@ class OnnxModelError(ValueError):
     """An ONNX file that cannot be loaded or used the way it is asked to be."""
 
 
-def has_cuda_provider():
-    """Whether the installed onnxruntime can run on CUDA (the onnxruntime-gpu build)."""
-    import onnxruntime as ort
-    return "CUDAExecutionProvider" in ort.get_available_providers()
-
-
 def _providers(device, available):
     """Execution providers for ``device`` ("auto", "cpu", "cuda", "cuda:N"), best first."""
     if device == "auto":
@@ -64,7 +58,7 @@ class OnnxModel:
             raise OnnxModelError(f"ONNX model not found: {self.path}")
         options = ort.SessionOptions()
         # ONNX Runtime's workers spin after each run by default, starving the torch threads
-        # that pre- and post-process around it (measured: 169 vs 123 ms per frame, 2 cores).
+        # that pre- and post-process around it (docs/engine.md: 169 vs 146 ms per frame, 2 cores).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # not a warning per constant that the optimiser folds away
         if threads:

@@ -11,7 +11,7 @@ import sys
 
 PACKAGE = "refinenet_ros"
 DEFAULT_MODEL = "camvid_mbv2"
-_SOURCE_ROOT = pathlib.Path(__file__).resolve().parents[1]
+_SOURCE_ROOT = pathlib.Path(__file__).resolve().parents[2]  # the repository root
 
 
 def share_dir():

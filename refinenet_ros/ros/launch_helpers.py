@@ -9,7 +9,7 @@ import tempfile
 
 import yaml
 
-from .params import PARAMETERS
+from .params import PARAMETERS, markdown_cell, sibling_topic
 
 # Launch arguments that set a node parameter (empty = keep the params file's value).
 NODE_ARGUMENTS = ("image_topics", "transport", "arch", "weights", "device", "precision", "backend",
@@ -34,7 +34,7 @@ SOURCE_ARGUMENTS = {
     "camera": ("camera", "camera namespace: frames go to /<camera>/image_raw"),
 }
 PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
-OUTPUTS = ("color", "overlay")  # shown in RViz for each camera
+RVIZ_OUTPUTS = ("color", "overlay")  # shown in RViz for each camera
 
 
 def needs_fastdds_profile(environ=os.environ):
@@ -109,12 +109,6 @@ def resolve_topic(topic, namespace=""):
     return "/" + "/".join(part for part in (namespace.strip("/"), topic) if part)
 
 
-def output_topic(image_topic, output):
-    """'/cam0/image_raw' -> '/cam0/segmentation/<output>' (the node's naming)."""
-    namespace = image_topic.rstrip("/").rpartition("/")[0]
-    return f"{namespace}/segmentation/{output}"
-
-
 def rviz_config(template_path, image_topics, namespace=""):
     """The RViz2 config of ``template_path`` with one Image display per camera and output
     (colour, overlay); the template's first Image display gives the style."""
@@ -126,10 +120,10 @@ def rviz_config(template_path, image_topics, namespace=""):
     images = []
     for image_topic in image_topics:
         absolute = resolve_topic(image_topic, namespace)
-        for output in OUTPUTS:
+        for output in RVIZ_OUTPUTS:
             display = copy.deepcopy(image_style)
             display["Name"] = f"{absolute.rstrip('/').rpartition('/')[0] or '/'} {output}"
-            display["Topic"]["Value"] = output_topic(absolute, output)
+            display["Topic"]["Value"] = sibling_topic(absolute, f"segmentation/{output}")
             images.append(display)
     config["Visualization Manager"]["Displays"] = others + images
     return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
@@ -169,6 +163,6 @@ def ros_arguments(params_files=(), overrides=None, namespace="", name="", remapp
 def launch_arguments_table(arguments):
     """A markdown table of launch arguments (docs/demo.md shows these, checked by a test)."""
     rows = ["| argument | default | meaning |", "|---|---|---|"]
-    rows += [f"| `{name}` | {f'`{default}`' if default else 'empty'} | {description} |"
+    rows += [f"| `{name}` | {f'`{default}`' if default else 'empty'} | {markdown_cell(description)} |"
              for name, (default, description) in arguments.items()]
     return "\n".join(rows)

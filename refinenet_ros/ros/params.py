@@ -92,19 +92,20 @@ PARAMETERS = {
 }
 
 
+def markdown_cell(text):
+    """``text`` for a markdown table cell: no bare '|', and <ns> is no HTML tag."""
+    return text.replace("|", "\\|").replace("<", "\\<")
+
+
 def markdown_table():
     """The README's parameter table, generated from :data:`PARAMETERS`."""
     kinds = {list: "string[]", str: "string", bool: "bool", int: "int", float: "double"}
-
-    def cell(text):  # markdown: a table cell holds no bare '|', and <ns> is not an HTML tag
-        return text.replace("|", "\\|").replace("<", "\\<")
-
     rows = ["| Name | Type | Default | Runtime | Values | Meaning |", "|---|---|---|---|---|---|"]
     for name, param in PARAMETERS.items():
         default = json.dumps(param.default)
         rows.append(f"| `{name}` | {kinds[type(param.default)]} | `{default}` | "
-                    f"{'yes' if param.runtime else 'no'} | {cell(param.constraint())} | "
-                    f"{cell(param.description)} |")
+                    f"{'yes' if param.runtime else 'no'} | {markdown_cell(param.constraint())} | "
+                    f"{markdown_cell(param.description)} |")
     return "\n".join(rows)
 
 

@@ -35,7 +35,7 @@ from ..choices import BACKENDS
 from ..engine import Segmenter
 from ..models import create_model
 from ..ros.conversions import numpy_to_image
-from .demo import stop_processes
+from .processes import stop_processes
 
 
 def parse_args(argv=None):

@@ -15,8 +15,6 @@ import argparse
 import json
 import os
 import pathlib
-import signal
-import subprocess
 import sys
 import time
 
@@ -31,14 +29,14 @@ from sensor_msgs.msg import Image
 from ..engine.encodings import to_rgb
 from ..engine.paths import config_file, resolve_weights
 from ..ros.conversions import ImageConversionError, image_to_numpy
-from ..ros.image_source import SourceError, source_kind
+from ..ros.frame_sources import SourceError, source_kind
 from ..ros.launch_helpers import ros_arguments
 from . import demo_render
 from .footage import FootageError, demo_footage
+from .processes import log_tail, ros_environment, start_process, stop_processes
 
 CAMERA = "camera"  # frames on /camera/image_raw, results on /camera/segmentation/*
 OUTPUTS = ("labels", "color", "overlay")
-ENTRY_POINTS = {"segmentation_node": "refinenet_ros.ros.node:main", "image_source": "refinenet_ros.ros.image_source:main"}
 
 
 class DemoError(RuntimeError):
@@ -81,46 +79,6 @@ def model_settings(args):
     if not os.path.isfile(args.weights):
         raise DemoError(f"--weights {args.weights} does not exist")
     return os.path.abspath(args.weights), [], tuple(args.input_size or (0, 0))
-
-
-def ros_environment():
-    """Environment of this process and its children: Fast DDS with the package's profile
-    (large shared-memory segment, so VGA frames are not lost) and this package on the path."""
-    os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-    os.environ.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(config_file("fastdds.xml")))
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    package_parent = str(pathlib.Path(__file__).resolve().parents[1])
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))
-    return env
-
-
-def start_process(script, ros_args, log_path, env):
-    """Runs a console script's entry point (the same code as this demo) as its own process."""
-    module, function = ENTRY_POINTS[script].split(":")
-    code = f"import sys; from {module} import {function}; sys.exit({function}())"
-    with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen([sys.executable, "-c", code, *ros_args], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-    process.log_path = log_path
-    return process
-
-
-def stop_processes(processes):
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-    for process in processes:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def log_tail(process, lines=15):
-    text = pathlib.Path(process.log_path).read_text(errors="replace").strip().splitlines()
-    return "\n".join("    " + line for line in text[-lines:])
 
 
 class Recorder(Node):

@@ -12,7 +12,7 @@ import tempfile
 
 PACKAGE = "opencv-doc"
 MEMBER = "vtest.avi"
-_SOURCE_ROOT = pathlib.Path(__file__).resolve().parents[1]
+_SOURCE_ROOT = pathlib.Path(__file__).resolve().parents[2]  # the repository root
 
 
 class FootageError(RuntimeError):

@@ -11,6 +11,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
+from ..engine.precision import resolve_device
+
 
 @dataclass(frozen=True)
 class Context:
@@ -44,12 +46,10 @@ def init(device_name):
 
 
 def _device(name, local_rank):
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
-    return device
+    """The engine's device rule, with "auto"/"cuda" taking this process's local GPU."""
+    if name in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
+    return resolve_device(name)
 
 
 def sampler(ctx, dataset, seed):

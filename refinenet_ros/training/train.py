@@ -17,7 +17,6 @@ import time
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -32,11 +31,11 @@ from . import distributed, metrics
 from .data import (
     SegmentationDataset,
     class_weights,
-    cosine_factor,
-    poly_factor,
     worker_seed,
 )
+from .evaluate import validate
 from .loss import SegmentationLoss, WeightAverage
+from .optim import autocast_dtype, build_optimizer, lr_factor, set_bn_frozen
 
 
 def parse_args(argv=None):
@@ -83,55 +82,6 @@ def parse_args(argv=None):
     p.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
-
-
-def autocast_dtype(amp, device):
-    if amp == "off":
-        return None
-    if amp == "auto":
-        return torch.float16 if device.type == "cuda" else torch.bfloat16
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-
-
-def set_bn_frozen(model):
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad_(False)
-
-
-def build_optimizer(model, args):
-    encoder = [p for p in model.encoder.parameters() if p.requires_grad]
-    encoder_ids = {id(p) for p in model.encoder.parameters()}
-    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in encoder_ids]
-    groups = [{"params": encoder, "lr": args.lr * args.encoder_lr_mult, "base_lr": args.lr * args.encoder_lr_mult},
-              {"params": rest, "lr": args.lr, "base_lr": args.lr}]
-    if args.optimizer == "sgd":
-        return torch.optim.SGD(groups, momentum=args.momentum, weight_decay=args.weight_decay)
-    return torch.optim.AdamW(groups, weight_decay=args.weight_decay)
-
-
-def lr_factor(args, iteration, total):
-    if args.warmup_iters and iteration < args.warmup_iters:
-        return (iteration + 1) / args.warmup_iters
-    fn = poly_factor if args.schedule == "poly" else cosine_factor
-    return fn(iteration, total)
-
-
-@torch.no_grad()
-def evaluate(model, loader, num_classes, ignore_index, device, amp_dtype):
-    """Confusion matrix at each label's own resolution (bilinear logits upsampling)."""
-    model.eval()
-    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    for images, labels in loader:
-        images = normalize_images(images.to(device)).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = model(images)
-        logits = F.interpolate(logits.float(), size=labels.shape[-2:], mode="bilinear", align_corners=False)
-        predicted = logits.max(1)[1]  # max(1): argmax over NCHW channels is ~7x slower on CPUs
-        confusion += metrics.confusion_matrix(labels, predicted.cpu(), num_classes, ignore_index)
-    return confusion
 
 
 def save_atomic(obj, path):
@@ -287,7 +237,7 @@ class Trainer:
         args = self.args
         last_epoch = self.epoch == args.epochs or self.iteration >= self.total_iters
         if self.val_loader is not None and (self.epoch % args.val_every == 0 or last_epoch):
-            result = metrics.scores(evaluate(self._eval_model(), self.val_loader, args.num_classes,
+            result = metrics.scores(validate(self._eval_model(), self.val_loader, args.num_classes,
                                              args.ignore_index, self.device, self.amp_dtype))
             record.update(val_miou=result["miou"], val_pixel_accuracy=result["pixel_accuracy"],
                           val_iou=result["iou"])

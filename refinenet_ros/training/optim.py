@@ -1,0 +1,39 @@
+"""Optimiser, learning-rate schedule, mixed precision and BatchNorm freezing for refinenet-train."""
+import torch
+import torch.nn as nn
+
+from .data import cosine_factor, poly_factor
+
+
+def autocast_dtype(amp, device):
+    if amp == "off":
+        return None
+    if amp == "auto":
+        return torch.float16 if device.type == "cuda" else torch.bfloat16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def set_bn_frozen(model):
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad_(False)
+
+
+def build_optimizer(model, args):
+    encoder = [p for p in model.encoder.parameters() if p.requires_grad]
+    encoder_ids = {id(p) for p in model.encoder.parameters()}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in encoder_ids]
+    groups = [{"params": encoder, "lr": args.lr * args.encoder_lr_mult, "base_lr": args.lr * args.encoder_lr_mult},
+              {"params": rest, "lr": args.lr, "base_lr": args.lr}]
+    if args.optimizer == "sgd":
+        return torch.optim.SGD(groups, momentum=args.momentum, weight_decay=args.weight_decay)
+    return torch.optim.AdamW(groups, weight_decay=args.weight_decay)
+
+
+def lr_factor(args, iteration, total):
+    if args.warmup_iters and iteration < args.warmup_iters:
+        return (iteration + 1) / args.warmup_iters
+    fn = poly_factor if args.schedule == "poly" else cosine_factor
+    return fn(iteration, total)
