@@ -27,12 +27,30 @@ def test_a_new_frame_replaces_the_pending_one_and_counts_a_drop():
     assert slots.take(4, timeout=0.0, idle_timeout=0.01) == []  # nothing queued behind it
 
 
-def test_take_batches_cameras_oldest_first_up_to_the_limit():
+def test_take_batches_cameras_round_robin_up_to_the_limit():
     slots = FrameSlots(3)
     for camera in (2, 0, 1):
         slots.put(frame(camera, f"c{camera}"))
-    assert [f.message for f in slots.take(2, timeout=0.0)] == ["c2", "c0"]
-    assert [f.message for f in slots.take(2, timeout=0.0)] == ["c1"]
+    assert [f.message for f in slots.take(2, timeout=0.0)] == ["c0", "c1"]
+    slots.put(frame(0, "c0 again"))
+    assert [f.message for f in slots.take(2, timeout=0.0)] == ["c2", "c0 again"]  # 2 first: after 1
+
+
+@pytest.mark.parametrize("cameras, batch, takes_per_cycle", [(8, 4, 1), (5, 4, 1), (3, 1, 1), (6, 2, 2)])
+def test_overload_serves_every_camera_its_share(cameras, batch, takes_per_cycle):
+    """Cameras publish in the same order every cycle, faster than frames are served: with
+    newest-frame replacement, round robin still serves all of them alike (the old
+    oldest-frame-first rule served the late publishers 9 times in 75)."""
+    slots = FrameSlots(cameras)
+    served = [0] * cameras
+    for cycle in range(60):
+        for camera in range(cameras):
+            slots.put(frame(camera, cycle))
+        for _ in range(takes_per_cycle):
+            for taken in slots.take(batch, timeout=0.0):
+                served[taken.camera] += 1
+    mean = sum(served) / cameras
+    assert min(served) >= 0.8 * mean and max(served) <= 1.2 * mean, served
 
 
 def test_take_waits_for_other_active_cameras_within_the_timeout():

@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from .memory import SpikeDetector
+
 ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8,
                "tensor(uint16)": np.uint16, "tensor(int64)": np.int64}
 
@@ -74,6 +76,10 @@ class OnnxModel:
             raise OnnxModelError(f"{self.path}: expected one input and one output, got "
                                  f"{[i.name for i in inputs]} -> {[o.name for o in outputs]}")
         self._input, self._output = inputs[0], outputs[0]
+        self._spikes = SpikeDetector()
+        self._shrink = ort.RunOptions()
+        gpu = f";gpu:{self.device.partition(':')[2] or 0}" if self.device.startswith("cuda") else ""
+        self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0" + gpu)
         try:
             self._read_metadata(self.session.get_modelmeta().custom_metadata_map)
         except OnnxModelError:
@@ -116,15 +122,16 @@ class OnnxModel:
         if self._input_dtype == np.uint8 and x.dtype != np.uint8:
             raise OnnxModelError(f"{self.path} takes uint8 images (0-255), got {x.dtype}")
         x = np.ascontiguousarray(x, dtype=self._input_dtype)
+        options = self._shrink if self._spikes.is_spike(x.size) else None  # arena back after a spike
         if self.batch_size is None or len(x) == self.batch_size:
-            return self.session.run(None, {self._input.name: x})[0]
+            return self.session.run(None, {self._input.name: x}, options)[0]
         parts = []
         for start in range(0, len(x), self.batch_size):
             chunk = x[start:start + self.batch_size]
             missing = self.batch_size - len(chunk)
             if missing:
                 chunk = np.concatenate([chunk, np.zeros((missing, *chunk.shape[1:]), chunk.dtype)])
-            parts.append(self.session.run(None, {self._input.name: chunk})[0][:len(chunk) - missing])
+            parts.append(self.session.run(None, {self._input.name: chunk}, options)[0][:len(chunk) - missing])
         return np.concatenate(parts)
 
     def __call__(self, x):

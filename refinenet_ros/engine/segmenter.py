@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from ..choices import OUTPUT_RESOLUTIONS
 from ..models import normalize_images
 from .backends import load_network
+from .memory import SpikeDetector, trim_heap
 from .palette import check_palette, overlay, voc_palette
 
 __all__ = ["SegmentationResult", "Segmenter"]
@@ -60,6 +61,7 @@ class Segmenter:
         self._palette = torch.from_numpy(self.palette).to(self.device)
         self._label_dtype = torch.uint8 if self.num_classes <= 255 else torch.int32
         self._pinned = {}
+        self._spikes = SpikeDetector()
         if compile and self.input_size is not None:  # compile now rather than on the first frame
             self.segment([np.zeros((*self.input_size, 3), np.uint8)])
 
@@ -82,11 +84,12 @@ class Segmenter:
 
     # -- inference ----------------------------------------------------------------------
     def segment(self, images, output_resolution="input", with_confidence=False, input_size=None,
-                overlay_alpha=None):
+                overlay_alpha=None, max_pixels=None):
         """Segment a sequence of H x W x 3 uint8 RGB arrays; returns a list of
         :class:`SegmentationResult`, in order. ``output_resolution``: ``"input"`` (each
         frame's own size) or ``"network"`` (the network input size). ``input_size`` overrides
-        the constructor's for this call; ``overlay_alpha`` (0..1) also blends an overlay."""
+        the constructor's for this call; ``overlay_alpha`` (0..1) also blends an overlay;
+        ``max_pixels`` downscales frames run at their native size to at most that many pixels."""
         frames = _check_images(images)
         if output_resolution not in OUTPUT_RESOLUTIONS:
             raise ValueError(f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, "
@@ -94,7 +97,7 @@ class Segmenter:
         size = self.input_size if input_size is None else self._network_size(input_size)
         groups = {}  # network size -> frame indices: each group is one model batch
         for i, frame in enumerate(frames):
-            groups.setdefault(size or frame.shape[:2], []).append(i)
+            groups.setdefault(size or _fit(frame.shape[:2], max_pixels), []).append(i)
         results = [None] * len(frames)
         with torch.inference_mode():
             for net_size, indices in groups.items():
@@ -111,6 +114,8 @@ class Segmenter:
                             labels[k], color[k], None if confidence is None else confidence[k])
         if overlay_alpha is not None:
             results = [_with_overlay(frame, result, overlay_alpha) for frame, result in zip(frames, results)]
+        if self._spikes.is_spike(sum(frame.size for frame in frames)):
+            trim_heap()  # the big temporaries are freed: give their pages back
         return results
 
     def _upload(self, frames, indices, size):
@@ -195,6 +200,15 @@ def _with_overlay(frame, result, alpha):
         frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
     blend = overlay(np.ascontiguousarray(frame), result.color, alpha)
     return SegmentationResult(result.labels, result.color, result.confidence, blend)
+
+
+def _fit(size, max_pixels):
+    """``size`` (h, w), scaled down with its aspect ratio to at most ``max_pixels`` pixels."""
+    h, w = size
+    if not max_pixels or h * w <= max_pixels:
+        return (h, w)
+    scale = (max_pixels / (h * w)) ** 0.5
+    return (max(1, int(h * scale)), max(1, int(w * scale)))
 
 
 def _resize(scores, size):

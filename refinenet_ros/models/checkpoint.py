@@ -166,6 +166,10 @@ def check_state_dict(model, state_dict, source="checkpoint"):
                                     ("shape mismatches", mismatched)) if keys]
     if problems:
         raise CheckpointError(f"{source} does not match {type(model).__name__}: " + "; ".join(problems))
+    broken = [k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:  # NaN/inf weights load and run, labelling every pixel class 0: refuse them
+        raise CheckpointError(f"{source} holds non-finite values (NaN or inf) in {len(broken)} tensor(s): "
+                              f"{', '.join(broken[:5])}{' ...' if len(broken) > 5 else ''}")
 
 
 def load_checkpoint(model, path_or_state_dict):

@@ -2,9 +2,13 @@
 
 Each camera has one slot: a new frame replaces the pending one (counted as dropped), so memory
 and latency stay bounded however fast the cameras publish. The inference thread takes up to
-``max_batch_size`` pending frames across cameras, oldest first, waiting at most ``timeout``
-after the first one for the other active cameras (those that sent a frame within
-``ACTIVE_WINDOW_S``) to fill the batch: a stalled camera does not delay the others.
+``max_batch_size`` pending frames across cameras, waiting at most ``timeout`` after the first
+one for the other active cameras (those that sent a frame within ``ACTIVE_WINDOW_S``) to fill
+the batch: a stalled camera does not delay the others.
+
+Fairness: pending cameras are served round robin, starting after the camera served last, so
+no camera is served twice while another pending camera waits. Under any overload each active
+camera gets its share of the throughput, whatever order or rate the cameras publish in.
 """
 import threading
 import time
@@ -26,6 +30,7 @@ class FrameSlots:
         self._slots = [None] * num_cameras
         self._dropped = [0] * num_cameras
         self._last_put = [float("-inf")] * num_cameras
+        self._next = 0  # round robin: the first camera to consider at the next take()
         self._condition = threading.Condition()
         self._closed = False
 
@@ -47,7 +52,7 @@ class FrameSlots:
             self._last_put[camera] = float("-inf")
 
     def take(self, max_batch_size, timeout, idle_timeout=0.1):
-        """Up to ``max_batch_size`` pending frames, oldest first. Blocks until one is pending
+        """Up to ``max_batch_size`` pending frames, round robin across cameras. Blocks until one is pending
         (returns [] after ``idle_timeout`` or when closed), then waits up to ``timeout`` s for
         the batch to fill with every camera that could still contribute."""
         with self._condition:
@@ -64,10 +69,13 @@ class FrameSlots:
                 self._condition.wait(remaining)
             if self._closed:
                 return []
-            frames = sorted((f for f in self._slots if f is not None), key=lambda f: f.received)
-            frames = frames[:max_batch_size]
+            count = len(self._slots)
+            order = [(self._next + k) % count for k in range(count)]
+            frames = [self._slots[c] for c in order if self._slots[c] is not None][:max_batch_size]
             for frame in frames:
                 self._slots[frame.camera] = None
+            if frames:
+                self._next = (frames[-1].camera + 1) % count
             return frames
 
     def dropped(self):

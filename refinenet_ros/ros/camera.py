@@ -42,18 +42,21 @@ class Camera:
                 if enabled[name] and self.publishers[name].get_subscription_count() > 0}
 
     def publish(self, message, result, outputs):
-        """Publish the wanted outputs of ``result`` with the input ``message``'s header."""
+        """Publish the wanted outputs of ``result`` with the input ``message``'s header: every
+        message is built first, so a frame that fails is not published at all."""
         header = message.header
         height, width = result.labels.shape
+        ready = []
         if "labels" in outputs:
             encoding = "mono8" if result.labels.dtype == np.uint8 else "mono16"
-            self.publishers["labels"].publish(numpy_to_image(result.labels, encoding, header))
+            ready.append((self.publishers["labels"], numpy_to_image(result.labels, encoding, header)))
         if "color" in outputs:
-            self.publishers["color"].publish(numpy_to_image(result.color, "rgb8", header))
+            ready.append((self.publishers["color"], numpy_to_image(result.color, "rgb8", header)))
         if "overlay" in outputs:
-            self.publishers["overlay"].publish(numpy_to_image(result.overlay, "rgb8", header))
+            ready.append((self.publishers["overlay"], numpy_to_image(result.overlay, "rgb8", header)))
         if "confidence" in outputs:
-            self.publishers["confidence"].publish(numpy_to_image(result.confidence_mono8(), "mono8", header))
+            ready.append((self.publishers["confidence"],
+                          numpy_to_image(result.confidence_mono8(), "mono8", header)))
         info = self.info
         if info is not None and self.info_publisher.get_subscription_count() > 0:
             if (height, width) == (message.height, message.width):
@@ -61,4 +64,6 @@ class Camera:
                 info.header = header
             else:
                 info = scale_camera_info(info, width, height, header)
-            self.info_publisher.publish(info)
+            ready.append((self.info_publisher, info))
+        for publisher, msg in ready:
+            publisher.publish(msg)

@@ -31,7 +31,7 @@ def image_to_numpy(msg):
     """
     if msg.encoding not in ENCODINGS:
         raise ImageConversionError(
-            f"unsupported encoding {_short(msg.encoding)!r} (supported: {', '.join(SUPPORTED_ENCODINGS)})")
+            f"unsupported encoding {shorten(msg.encoding, 64)!r} (supported: {', '.join(SUPPORTED_ENCODINGS)})")
     dtype, channels = ENCODINGS[msg.encoding].dtype, ENCODINGS[msg.encoding].channels
     height, width, step = msg.height, msg.width, msg.step
     if height == 0 or width == 0:
@@ -76,7 +76,7 @@ def compressed_to_rgb(msg):
     fmt = (msg.format or "").lower()
     codec = next((c for c in COMPRESSED_FORMATS if c in fmt), None)
     if codec is None or "compresseddepth" in fmt.replace(" ", ""):
-        raise ImageConversionError(f"unsupported CompressedImage format {_short(msg.format)!r} "
+        raise ImageConversionError(f"unsupported CompressedImage format {shorten(msg.format, 64)!r} "
                                    f"(supported: jpeg, png)")
     data = np.frombuffer(msg.data, dtype=np.uint8)
     if data.size == 0:
@@ -87,8 +87,8 @@ def compressed_to_rgb(msg):
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def _short(text, limit=64):
-    """User-controlled text cut for logs (a malformed message can carry megabytes)."""
+def shorten(text, limit=300):
+    """User-controlled text cut for logs and diagnostics (a malformed message can carry megabytes)."""
     text = str(text)
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
 

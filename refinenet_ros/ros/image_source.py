@@ -13,6 +13,7 @@ intrinsics: uncalibrated) to the sibling ``camera_info``. Every CLI flag is also
 """
 import argparse
 import posixpath
+import signal
 import sys
 import threading
 import time
@@ -22,6 +23,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import CameraInfo, Image
 
@@ -54,8 +56,9 @@ PARAMETERS = {
 
 
 class ImageSource(Node):
-    def __init__(self, defaults=None):
+    def __init__(self, defaults=None, stop=None):
         super().__init__("image_source")
+        self.stop = stop or threading.Event()  # set by SIGINT/SIGTERM
         defaults = defaults or {}
         for name, (_, default, _) in PARAMETERS.items():
             self.declare_parameter(name, defaults.get(name, default))
@@ -75,18 +78,21 @@ class ImageSource(Node):
         self.published = 0  # in total
         self.played = 0  # in the current pass over the source
 
+    def running(self):
+        return not self.stop.is_set() and rclpy.ok()
+
     def wait_for_subscribers(self):
         wanted = self.params["wait_for_subscribers"]
         if wanted > 0:
             self.get_logger().info(f"waiting for {wanted} subscriber(s) on {self.image_pub.topic_name}")
-            while rclpy.ok() and self.image_pub.get_subscription_count() < wanted:
-                time.sleep(0.05)
+            while self.running() and self.image_pub.get_subscription_count() < wanted:
+                self.stop.wait(0.05)
 
     def run(self):
         """Publishes frames until the source ends (and loop is off), max_frames or shutdown."""
         p = self.params
         self.get_logger().info(f"publishing {p['source']} on {self.image_pub.topic_name}")
-        while rclpy.ok():
+        while self.running():
             frames = open_frames(p["source"], p["bag_topic"], p["width"], p["height"])
             if not self._play(frames):
                 return
@@ -100,16 +106,16 @@ class ImageSource(Node):
         start_wall = first_time = None
         self.played = 0
         for frame, source_time in frames:
-            if not rclpy.ok() or (max_frames and self.published >= max_frames):
+            if not self.running() or (max_frames and self.published >= max_frames):
                 return False
             now = time.monotonic()
             if start_wall is None:
                 start_wall, first_time = now, source_time or 0.0
             due = self._due_time(rate, start_wall, source_time, first_time)
             if due > now:
-                time.sleep(due - now)
+                self.stop.wait(due - now)  # wakes at once on SIGINT/SIGTERM
             self.publish(frame)
-        return rclpy.ok() and not (max_frames and self.published >= max_frames)
+        return self.running() and not (max_frames and self.published >= max_frames)
 
     def _due_time(self, rate, start_wall, source_time, first_time):
         """When (time.monotonic) the next frame of this pass is due."""
@@ -155,19 +161,24 @@ def parse_args(argv):
 
 
 def main(argv=None):
+    """Console script ``image_source``; 0 at the end of the source or on SIGINT/SIGTERM (at any
+    moment, also twice, as ``ros2 launch`` does to a process group), 2 for a bad source."""
     argv = sys.argv if argv is None else argv
     defaults = parse_args(remove_ros_args(argv)[1:])
-    rclpy.init(args=argv)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # only ask to stop: no exception mid-cleanup
+        signal.signal(signum, lambda *_: stop.set())
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     node = spinner = None
     try:
-        node = ImageSource(defaults)
+        node = ImageSource(defaults, stop)
         spinner = BackgroundSpinner(node)  # parameter services answer while frames go out
         node.wait_for_subscribers()
         node.run()
     except SourceError as error:
         print(f"image_source: {error}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except ExternalShutdownException:
         pass
     finally:
         if spinner is not None:

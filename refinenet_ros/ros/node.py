@@ -27,7 +27,6 @@ from rclpy.qos import (
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 
-from ..engine import Segmenter
 from .batching import FrameSlots, PendingFrame
 from .camera import Camera
 from .conversions import (
@@ -35,10 +34,12 @@ from .conversions import (
     compressed_to_rgb,
     image_to_numpy,
     pixels_to_rgb,
+    shorten,
 )
 from .diagnostics import NodeStats
 from .params import (
     Settings,
+    check_input_pixels,
     check_value,
     check_values,
     declare_parameters,
@@ -74,7 +75,8 @@ class SegmentationNode(Node):
             QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         self._slots = FrameSlots(len(topics))
         self._stats = NodeStats(topics)
-        self._error_logged = {}  # (camera, reason) -> monotonic time of the last log
+        self._error_logged = {}  # (camera, kind of error) -> monotonic time of the last log
+        self._name_clash_warned = False
         self.cameras = [Camera(self, i, topic, qos, self._values["transport"])
                         for i, topic in enumerate(topics)]
         self._label_info_publishers = self._publish_label_info(topics)
@@ -91,6 +93,9 @@ class SegmentationNode(Node):
             f"on {seg.device} in {seg.precision}, batches of up to {self._settings.max_batch_size}")
 
     def _build_segmenter(self):
+        from ..engine import (
+            Segmenter,  # torch: imported once the signal handlers are in place
+        )
         values = self._values
         try:
             palette = read_list_file(values["palette"], "palette") if values["palette"] else None
@@ -138,57 +143,72 @@ class SegmentationNode(Node):
                 return
         self._slots.put(PendingFrame(camera.index, msg, pixels))
 
-    def _bad_frame(self, camera, reason):
+    def _bad_frame(self, camera, reason, kind="bad frame"):
+        """Count a skipped frame for ``camera`` and log it, at most once per ERROR_LOG_PERIOD_S
+        per camera and kind of error (user-controlled text is cut short in both)."""
+        reason = shorten(reason)
         self._stats.bad_frame(camera.index, reason)
         now = time.monotonic()
-        key = (camera.index, reason)
+        key = (camera.index, kind)
         if now - self._error_logged.get(key, -ERROR_LOG_PERIOD_S) >= ERROR_LOG_PERIOD_S:
-            if len(self._error_logged) > 256:
-                self._error_logged.clear()
             self._error_logged[key] = now
-            self.get_logger().error(f"{camera.topic}: skipping frame: {reason} "
-                                    f"(logged at most every {ERROR_LOG_PERIOD_S:.0f} s)")
+            self.get_logger().error(f"{camera.topic}: skipping frame ({kind}): {reason} "
+                                    f"(logged at most every {ERROR_LOG_PERIOD_S:.0f} s per camera and kind)")
 
     # -- inference (inference thread) ------------------------------------------------------
     def _inference_loop(self):
         while not self._stopping.is_set():
             settings = self._settings
             frames = self._slots.take(settings.max_batch_size, settings.batch_timeout_s)
-            if not frames:
-                continue
-            try:  # the settings now in force, not those from before the wait
-                self._process(frames, self._settings)
-            except Exception as exc:  # noqa: BLE001 - keep serving; reported on /diagnostics
-                if self._stopping.is_set() or not self.context.ok():
-                    return
-                reason = f"inference failed: {type(exc).__name__}: {exc}"
-                self._stats.last_inference_error = reason[:500]
-                self._bad_frame(self.cameras[frames[0].camera], reason)
+            if frames:
+                self._process(frames, self._settings)  # the settings now in force, after the wait
 
     def _process(self, frames, settings):
-        wanted = [(f, self.cameras[f.camera].wanted_outputs(settings)) for f in frames]
-        wanted = [(f, outputs) for f, outputs in wanted if outputs]  # subscribers may have left
-        if not wanted:
-            return
-        decoded = []
-        for frame, outputs in wanted:
+        jobs = []  # (frame, wanted outputs, RGB image)
+        for frame in frames:
+            outputs = self.cameras[frame.camera].wanted_outputs(settings)  # subscribers may have left
+            if not outputs:
+                continue
             try:
-                decoded.append((frame, outputs, _frame_rgb(frame)))
-            except ImageConversionError as exc:
-                self._bad_frame(self.cameras[frame.camera], str(exc))
-        if not decoded:
-            return
-        frames, outputs, images = zip(*decoded)
-        start = time.perf_counter()
-        results = self.segmenter.segment(
-            images, output_resolution=settings.output_resolution, input_size=settings.input_size,
-            with_confidence=any("confidence" in o for o in outputs),
-            overlay_alpha=settings.overlay_alpha if any("overlay" in o for o in outputs) else None)
-        self._stats.batch(len(frames), (time.perf_counter() - start) * 1000.0)
-        for frame, result, wanted in zip(frames, results, outputs):
-            self.cameras[frame.camera].publish(frame.message, result, wanted)
+                jobs.append((frame, outputs, _frame_rgb(frame)))
+            except (ImageConversionError, ValueError, TypeError) as exc:
+                self._bad_frame(self.cameras[frame.camera], str(exc), "conversion")
+        results = self._segment(jobs, settings)
+        if len(jobs) > 1 and results is None:  # one camera's frame broke the batch: retry singly
+            singles = [(job, self._segment([job], settings)) for job in jobs]
+            jobs = [job for job, result in singles if result is not None]
+            results = [result[0] for _, result in singles if result is not None]
+        for (frame, outputs, _), result in zip(jobs, results or ()):
+            camera = self.cameras[frame.camera]
+            try:
+                camera.publish(frame.message, result, outputs)
+            except Exception as exc:  # noqa: BLE001 - e.g. a camera_info that cannot be scaled
+                self._bad_frame(camera, f"{type(exc).__name__}: {exc}", "publishing")
+                continue
             self._stats.published(frame.camera, frame.received)
             self.processed_frames[frame.camera] += 1
+
+    def _segment(self, jobs, settings):
+        """Results for ``jobs``, or None when the model failed (counted for a lone frame's camera)."""
+        if not jobs:
+            return None
+        frames, outputs, images = zip(*jobs)
+        start = time.perf_counter()
+        try:
+            results = self.segmenter.segment(
+                images, output_resolution=settings.output_resolution, input_size=settings.input_size,
+                max_pixels=settings.max_input_pixels, with_confidence=any("confidence" in o for o in outputs),
+                overlay_alpha=settings.overlay_alpha if any("overlay" in o for o in outputs) else None)
+        except Exception as exc:  # noqa: BLE001 - keep serving; reported per camera on /diagnostics
+            if self._stopping.is_set() or not self.context.ok():
+                return None
+            reason = f"inference failed: {type(exc).__name__}: {exc}"
+            self._stats.last_inference_error = shorten(reason)
+            if len(jobs) == 1:
+                self._bad_frame(self.cameras[frames[0].camera], reason, "inference")
+            return None
+        self._stats.batch(len(frames), (time.perf_counter() - start) * 1000.0)
+        return results
 
     # -- parameters and diagnostics (executor thread) ---------------------------------------
     def _on_set_parameters(self, parameters):
@@ -199,7 +219,7 @@ class SegmentationNode(Node):
                 return SetParametersResult(successful=False, reason=reason)
             values[parameter.name] = parameter.value
         settings = Settings.from_values(values)
-        reason = self._input_size_refused(settings)
+        reason = check_input_pixels(values) or self._input_size_refused(settings)
         if reason:
             return SetParametersResult(successful=False, reason=reason)
         if (values["input_width"] > 0) != (values["input_height"] > 0):
@@ -216,7 +236,17 @@ class SegmentationNode(Node):
                     f"(a static export); set input_width/input_height to 0 or to that size")
         return None
 
+    def _warn_on_name_clash(self):
+        """Warn (once) when another node with our name is on the graph: its outputs would mix
+        with ours (two launches of the same file, say)."""
+        me = (self.get_name(), self.get_namespace())
+        if not self._name_clash_warned and self.get_node_names_and_namespaces().count(me) > 1:
+            self._name_clash_warned = True
+            self.get_logger().warning(f"another node named {self.get_fully_qualified_name()} is running: "
+                                      f"both publish the same topics; rename one (__node:=...)")
+
     def _publish_diagnostics(self):
+        self._warn_on_name_clash()
         seg = self.segmenter
         self._diagnostics.publish(self._stats.report(
             self.get_fully_qualified_name(), self._slots.dropped(), str(seg.device), seg.precision, seg.arch,
@@ -239,18 +269,22 @@ def _frame_rgb(frame):
 
 
 def main(args=None):
-    """Console script ``segmentation_node``; returns the exit code (0 on SIGINT/SIGTERM)."""
+    """Console script ``segmentation_node``; returns the exit code (0 on SIGINT/SIGTERM at any
+    moment, 1 with one FATAL line for a start-up error)."""
     # Our own signal handlers only ask the spin loop to stop: rclpy's default ones shut the
     # context down under the inference thread's feet, which can abort the process
-    # ("terminate called without an active exception") instead of exiting 0.
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    # ("terminate called without an active exception") instead of exiting 0. They are set
+    # first: torch is imported later (while the model loads), so a signal then is handled too.
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node, code = None, 0
     try:
         executor = SingleThreadedExecutor()
         node = SegmentationNode()
+        if stop.is_set():
+            return 0  # signalled while the model loaded
         executor.add_node(node)
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)

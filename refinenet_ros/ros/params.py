@@ -14,6 +14,8 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     ParameterType,
 )
+from rclpy.exceptions import InvalidTopicNameException
+from rclpy.validate_topic_name import validate_topic_name
 
 from ..choices import (
     ARCHS,
@@ -75,6 +77,10 @@ PARAMETERS = {
                          "(0 = each frame's native size)", runtime=True, range=(0, MAX_INPUT_SIZE)),
     "input_height": Param(0, "network input height (0 = native size)", runtime=True,
                           range=(0, MAX_INPUT_SIZE)),
+    "max_input_pixels": Param(1920 * 1080, "largest network input in pixels: bigger frames run "
+                              "downscaled (aspect kept; outputs still at output_resolution), and "
+                              "input_width x input_height may not exceed it", runtime=True,
+                              range=(4096, 8192 * 8192)),
     "output_resolution": Param("input", "outputs at each image's own size or at the network size",
                                runtime=True, choices=OUTPUT_RESOLUTIONS),
     "max_batch_size": Param(4, "most frames (one per camera) per inference batch", runtime=True,
@@ -113,6 +119,7 @@ def markdown_table():
 class Settings:
     """The runtime-tunable parameters, swapped as a whole when one changes."""
     input_size: tuple | None  # (h, w) or None = native
+    max_input_pixels: int
     output_resolution: str
     max_batch_size: int
     batch_timeout_s: float
@@ -125,6 +132,7 @@ class Settings:
     def from_values(cls, values):
         width, height = values["input_width"], values["input_height"]
         return cls(input_size=(height, width) if width > 0 and height > 0 else None,
+                   max_input_pixels=values["max_input_pixels"],
                    output_resolution=values["output_resolution"],
                    max_batch_size=values["max_batch_size"],
                    batch_timeout_s=values["batch_timeout_ms"] / 1000.0,
@@ -168,6 +176,12 @@ def check_value(name, value):
 def _check_topics(topics):
     if not topics or any(not topic.strip() for topic in topics):
         return f"image_topics must be a non-empty list of topic names, got {list(topics)!r}"
+    for topic in topics:
+        try:
+            validate_topic_name(topic)
+        except InvalidTopicNameException as exc:  # its message spans lines: keep the reason only
+            reason = str(exc).splitlines()[0].removeprefix("Invalid topic name: ")
+            return f"image_topics: {topic[:100]!r} is not a valid topic name: {reason}"
     if len(set(topics)) != len(topics):
         return f"image_topics has duplicates: {list(topics)!r}"
     namespaces = [topic_namespace(topic) for topic in topics]
@@ -183,6 +197,15 @@ def check_values(values):
         reason = check_value(name, value)
         if reason:
             return reason
+    return check_input_pixels(values)
+
+
+def check_input_pixels(values):
+    """Why the network input size is refused (more pixels than max_input_pixels), or None."""
+    pixels = values["input_width"] * values["input_height"]
+    if pixels > values["max_input_pixels"]:
+        return (f"input_width x input_height = {values['input_width']} x {values['input_height']} = "
+                f"{pixels} pixels exceeds max_input_pixels {values['max_input_pixels']} (memory)")
     return None
 
 

@@ -79,7 +79,7 @@ class Driver:
             self.messages.append(msg)
         self.publishers = [self.node.create_publisher(Image, f"{ns}/image_raw", qos_profile_sensor_data)
                            for ns in namespaces]
-        self.sent, self.arrivals = {}, []  # stamp -> publish time; (arrival time, latency)
+        self.sent, self.arrivals = {}, []  # stamp -> publish time; (arrival time, latency, camera)
         self.lock, self.arrived = threading.Lock(), threading.Event()
         self.sequence = 0
         for ns in namespaces:
@@ -100,7 +100,7 @@ class Driver:
             camera = next(i for i, m in enumerate(self.messages) if m.header.frame_id == msg.header.frame_id)
             sent = self.sent.pop((camera, msg.header.stamp.sec), None)
             if sent is not None:
-                self.arrivals.append((now, now - sent))
+                self.arrivals.append((now, now - sent, camera))
                 if len(self.sent) > 10000:
                     self.sent.clear()
         self.arrived.set()
@@ -124,7 +124,7 @@ class Driver:
         end = time.perf_counter()
         time.sleep(0.5)
         with self.lock:
-            return sum(start + 0.5 <= t <= end for t, _ in self.arrivals) / (end - start - 0.5)
+            return sum(start + 0.5 <= t <= end for t, *_ in self.arrivals) / (end - start - 0.5)
 
     def closed_loop(self, seconds, timeout=5.0):
         """One frame in flight: median publish -> labels latency in ms."""
@@ -160,12 +160,12 @@ def wait_connected(driver, cameras, timeout=180.0, round_s=5.0):
     raise RuntimeError("the node never answered: check ROS_DOMAIN_ID and the Fast DDS profile")
 
 
-def start_node(tmp, args, weights, namespaces, max_batch_size):
+def start_node(tmp, args, weights, namespaces, max_batch_size, **extra):
     """The node as users run it: its own process, parameters from a YAML file."""
     params = {"/**": {"ros__parameters": {
         "image_topics": [f"{ns}/image_raw" for ns in namespaces], "arch": args.arch, "weights": weights,
         "device": args.device, "precision": args.precision, "backend": args.backend, "publish_overlay": False,
-        "max_batch_size": max_batch_size}}}
+        "max_batch_size": max_batch_size, **extra}}}
     path = os.path.join(tmp, f"params_{max_batch_size}.yaml")
     with open(path, "w") as f:
         yaml.safe_dump(params, f)
