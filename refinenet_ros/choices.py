@@ -14,3 +14,5 @@ OUTPUT_RESOLUTIONS = ("input", "network")
 QOS_PROFILES = ("sensor_data", "reliable")
 # image_transport's names: sensor_msgs/Image on <topic>, CompressedImage on <topic>/compressed.
 TRANSPORTS = ("raw", "compressed")
+# QoS of the node's outputs: reliable (RViz, Nav2) or best effort (bandwidth-limited links).
+OUTPUT_QOS_PROFILES = ("reliable", "best_effort")

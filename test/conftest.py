@@ -159,3 +159,16 @@ def randomise_batchnorm(model):
             m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
             m.bias.data.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
     return model
+
+
+def wait_until(predicate, timeout, action=None, period=0.1):
+    """True once ``predicate()`` holds (calling ``action()`` between tries, e.g. to publish
+    again: frames sent before discovery completes are lost), False after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        if action is not None:
+            action()
+        time.sleep(period)
+    return predicate()

@@ -3,13 +3,13 @@ DDS on loopback: a CompressedImage camera gives the same labels as the raw frame
 compressed data is skipped and counted without stopping the camera, LabelInfo is latched."""
 import sys
 import threading
-import time
 
 import cv2
 import numpy as np
 import pytest
 import rclpy
 import torch
+from conftest import wait_until
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
@@ -79,17 +79,6 @@ def _collect(client, kind, topic, qos=10):
     return received
 
 
-def _wait(predicate, timeout, action=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        if action is not None:
-            action()
-        time.sleep(0.2)
-    return False
-
-
 def test_compressed_camera_labels_match_raw_frames_and_bad_data_is_skipped(weights):
     path, names = weights
     rgb = np.random.default_rng(1).integers(0, 255, (40, 56, 3), np.uint8)
@@ -114,15 +103,15 @@ def test_compressed_camera_labels_match_raw_frames_and_bad_data_is_skipped(weigh
         # compressed frames are decoded only when they run.
         for message in bad:
             before = bad_frames()
-            assert _wait(lambda: bad_frames() > before, 120, lambda m=message: publisher.publish(m)), \
+            assert wait_until(lambda: bad_frames() > before, 120, lambda m=message: publisher.publish(m)), \
                 f"bad frame {message.format!r} was not counted"
-        assert _wait(lambda: labels, 120,
+        assert wait_until(lambda: labels, 120,
                      lambda: publisher.publish(_compressed(rgb, "rgb8; png compressed bgr8", stamp=77)))
         first = labels[0]
         assert (first.header.stamp.sec, first.header.stamp.nanosec, first.header.frame_id) == (77, 42, "front_optical")
         got = np.frombuffer(first.data, np.uint8).reshape(first.height, first.width)
         np.testing.assert_array_equal(got, expected)  # png is lossless: same labels as the raw frame
-        assert _wait(lambda: infos, 10), "no LabelInfo"
+        assert wait_until(lambda: infos, 10), "no LabelInfo"
         assert [(c.class_id, c.class_name) for c in infos[0].class_map] == list(enumerate(CLASS_NAMES))
         assert infos[0].threshold == 0.0
     finally:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import rclpy
 import torch
+from conftest import wait_until
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
@@ -76,23 +77,12 @@ class InProcess:
         rclpy.shutdown(context=self.context)
 
 
-def _wait(predicate, timeout, every=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        if every is not None:
-            every()
-        time.sleep(0.05)
-    return False
-
-
 @pytest.mark.slow
 def test_overload_gives_every_camera_its_share(weights):
     cameras = [f"cam{i}" for i in range(5)]
     ros = InProcess(weights, cameras, max_batch_size=4, batch_timeout_ms=0.0, backend="torch")
     try:
-        assert _wait(lambda: all(ros.labels.values()), 120, lambda: [ros.publish(c) for c in cameras])
+        assert wait_until(lambda: all(ros.labels.values()), 120, lambda: [ros.publish(c) for c in cameras])
         for labels in ros.labels.values():
             labels.clear()
         deadline = time.monotonic() + 8.0
@@ -125,7 +115,7 @@ def test_one_cameras_failure_is_its_own(weights):
             ros.publish("bad", 48, 64, stamp=sent)
             sent += 1
 
-        assert _wait(lambda: len(ros.labels["good"]) >= 5 and ros.bad_frames("bad") > 0, 120, publish_both)
+        assert wait_until(lambda: len(ros.labels["good"]) >= 5 and ros.bad_frames("bad") > 0, 120, publish_both)
         assert ros.labels["bad"] == []  # skipped frames are never published, not even in part
         assert ros.bad_frames("good") == 0
     finally:
@@ -135,7 +125,7 @@ def test_one_cameras_failure_is_its_own(weights):
 def test_frames_over_max_input_pixels_run_downscaled(weights):
     ros = InProcess(weights, ["big"], max_input_pixels=4096, backend="torch")
     try:
-        assert _wait(lambda: ros.labels["big"], 120, lambda: ros.publish("big", 240, 320))
+        assert wait_until(lambda: ros.labels["big"], 120, lambda: ros.publish("big", 240, 320))
         assert (ros.labels["big"][0].height, ros.labels["big"][0].width) == (240, 320)  # outputs at input size
         refused = ros.node.set_parameters_atomically([Parameter("input_width", value=640),
                                                       Parameter("input_height", value=480)])
@@ -148,7 +138,7 @@ def test_second_node_with_the_same_name_is_reported(weights):
     first = InProcess(weights, ["dup_a"], backend="torch")
     second = InProcess(weights, ["dup_b"], backend="torch")
     try:
-        assert _wait(lambda: first.node._name_clash_warned and second.node._name_clash_warned, 60)
+        assert wait_until(lambda: first.node._name_clash_warned and second.node._name_clash_warned, 60)
     finally:
         first.close()
         second.close()

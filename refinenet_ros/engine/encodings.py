@@ -54,3 +54,7 @@ def to_rgb(image, encoding):
     if spec.to_rgb is None:
         return image
     return cv2.cvtColor(np.ascontiguousarray(image), spec.to_rgb)
+
+
+# Depth images (registered to a colour camera): encoding -> (element type, metres per unit).
+DEPTH_ENCODINGS = {"16UC1": (np.uint16, 0.001), "32FC1": (np.float32, 1.0)}

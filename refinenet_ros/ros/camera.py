@@ -1,35 +1,62 @@
-"""One camera of the segmentation node: its subscriptions (raw or compressed image, camera_info),
-its output publishers, and the publishing of one result with the input's exact header."""
+"""One camera of the segmentation node: its subscriptions (raw or compressed image, camera_info,
+optional registered depth), its output publishers, and the publishing of one result with the
+input's exact header."""
 import copy
+from dataclasses import dataclass
 
 import numpy as np
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-from .conversions import numpy_to_image, scale_camera_info
+from .conversions import ImageConversionError, numpy_to_image, scale_camera_info
+from .navigation import DepthPairing, cloud, mask
 from .params import sibling_topic
 
 OUTPUTS = ("labels", "color", "overlay", "confidence")
-# Outputs are reliable so both reliable (RViz) and best-effort subscribers can connect.
-OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def output_qos(name):
+    """Reliable (both reliable and best-effort subscribers connect) or best effort."""
+    reliability = ReliabilityPolicy.RELIABLE if name == "reliable" else ReliabilityPolicy.BEST_EFFORT
+    return QoSProfile(depth=2, reliability=reliability)
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    transport: str = "raw"
+    output_qos: str = "reliable"
+    depth_topic: str = ""          # registered depth image topic ('' = no point cloud)
+    depth_tolerance_ms: float = 0.0
+    mask_groups: dict = None       # group name -> class ids
 
 
 class Camera:
     """One input topic: its subscriptions, output publishers and latest camera_info."""
 
-    def __init__(self, node, index, topic, qos, transport):
+    def __init__(self, node, index, topic, qos, config):
         self.index, self.topic = index, topic
         self.info = None
+        out_qos = output_qos(config.output_qos)
+        names = list(OUTPUTS) + [f"mask/{group}" for group in config.mask_groups or {}]
         self.publishers = {name: node.create_publisher(Image, sibling_topic(topic, f"segmentation/{name}"),
-                                                       OUTPUT_QOS) for name in OUTPUTS}
+                                                       out_qos) for name in names}
+        self.mask_groups = config.mask_groups or {}
         self.info_publisher = node.create_publisher(
-            CameraInfo, sibling_topic(topic, "segmentation/camera_info"), OUTPUT_QOS)
-        if transport == "compressed":
+            CameraInfo, sibling_topic(topic, "segmentation/camera_info"), out_qos)
+        if config.transport == "compressed":
             node.create_subscription(CompressedImage, f"{topic.rstrip('/')}/compressed",
                                      lambda msg: node.on_image(self, msg), qos)
         else:
             node.create_subscription(Image, topic, lambda msg: node.on_image(self, msg), qos)
         node.create_subscription(CameraInfo, sibling_topic(topic, "camera_info"), self.on_info, qos)
+        self.depth = None
+        if config.depth_topic:
+            self.depth = DepthPairing(config.depth_tolerance_ms)
+            self.publishers["points"] = node.create_publisher(
+                PointCloud2, sibling_topic(topic, "segmentation/points"), out_qos)
+            node.create_subscription(Image, config.depth_topic, self.depth.put, qos)
+            node.create_subscription(CameraInfo, sibling_topic(config.depth_topic, "camera_info"),
+                                     lambda msg: setattr(self.depth, "info", msg), qos)
 
     def on_info(self, msg):
         self.info = msg
@@ -38,25 +65,33 @@ class Camera:
         """The outputs that are enabled and have subscribers."""
         enabled = {"labels": True, "color": settings.publish_color,
                    "overlay": settings.publish_overlay, "confidence": settings.publish_confidence}
-        return {name for name in OUTPUTS
-                if enabled[name] and self.publishers[name].get_subscription_count() > 0}
+        return {name for name, publisher in self.publishers.items()
+                if enabled.get(name, True) and publisher.get_subscription_count() > 0}
 
-    def publish(self, message, result, outputs):
+    def publish(self, message, result, outputs, settings):
         """Publish the wanted outputs of ``result`` with the input ``message``'s header: every
-        message is built first, so a frame that fails is not published at all."""
+        message is built first, so a frame that fails is not published at all. Returns the
+        reason the point cloud was left out, if it was (the other outputs still go out)."""
         header = message.header
         height, width = result.labels.shape
         ready = []
         if "labels" in outputs:
             encoding = "mono8" if result.labels.dtype == np.uint8 else "mono16"
-            ready.append((self.publishers["labels"], numpy_to_image(result.labels, encoding, header)))
+            ready.append(("labels", numpy_to_image(result.labels, encoding, header)))
         if "color" in outputs:
-            ready.append((self.publishers["color"], numpy_to_image(result.color, "rgb8", header)))
+            ready.append(("color", numpy_to_image(result.color, "rgb8", header)))
         if "overlay" in outputs:
-            ready.append((self.publishers["overlay"], numpy_to_image(result.overlay, "rgb8", header)))
+            ready.append(("overlay", numpy_to_image(result.overlay, "rgb8", header)))
         if "confidence" in outputs:
-            ready.append((self.publishers["confidence"],
-                          numpy_to_image(result.confidence_mono8(), "mono8", header)))
+            ready.append(("confidence", numpy_to_image(result.confidence_mono8(), "mono8", header)))
+        for group, ids in self.mask_groups.items():
+            if f"mask/{group}" in outputs:
+                ready.append((f"mask/{group}", numpy_to_image(mask(result.labels, ids), "mono8", header)))
+        cloud_problem = None
+        if "points" in outputs:
+            points, cloud_problem = self._cloud(header, result, settings)
+            if points is not None:
+                ready.append(("points", points))
         info = self.info
         if info is not None and self.info_publisher.get_subscription_count() > 0:
             if (height, width) == (message.height, message.width):
@@ -64,6 +99,20 @@ class Camera:
                 info.header = header
             else:
                 info = scale_camera_info(info, width, height, header)
-            ready.append((self.info_publisher, info))
-        for publisher, msg in ready:
-            publisher.publish(msg)
+            ready.append((None, info))
+        for name, msg in ready:
+            (self.info_publisher if name is None else self.publishers[name]).publish(msg)
+        return cloud_problem
+
+    def _cloud(self, header, result, settings):
+        """(PointCloud2 or None, why not)."""
+        depth_msg = self.depth.match(header.stamp)
+        if depth_msg is None:
+            return None, "no depth frame with this stamp (within depth_tolerance_ms)"
+        info = self.info or self.depth.info
+        if info is None:
+            return None, "no camera_info yet (intrinsics are needed to project depth)"
+        try:
+            return cloud(header, depth_msg, info, result, settings), None
+        except (ValueError, ImageConversionError) as exc:
+            return None, str(exc)

@@ -10,16 +10,34 @@ import sys
 
 import cv2
 import numpy as np
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
-from ..engine.encodings import ENCODINGS, to_rgb
+from ..engine.encodings import DEPTH_ENCODINGS, ENCODINGS, to_rgb
 
-SUPPORTED_ENCODINGS = tuple(ENCODINGS)
+SUPPORTED_ENCODINGS = tuple(ENCODINGS) + tuple(e for e in DEPTH_ENCODINGS if e not in ENCODINGS)
+# The semantic point cloud's points: x y z (optical frame, metres), rgb (the class colour, packed
+# as PCL does), label (class id) and confidence (top-class probability).
+CLOUD_POINT = np.dtype({"names": ["x", "y", "z", "rgb", "label", "confidence"],
+                        "formats": [np.float32, np.float32, np.float32, np.float32, np.uint16, np.float32],
+                        "offsets": [0, 4, 8, 12, 16, 20], "itemsize": 24})
+_CLOUD_FIELDS = [PointField(name=n, offset=o, count=1, datatype=t) for n, o, t in (
+    ("x", 0, PointField.FLOAT32), ("y", 4, PointField.FLOAT32), ("z", 8, PointField.FLOAT32),
+    ("rgb", 12, PointField.FLOAT32), ("label", 16, PointField.UINT16), ("confidence", 20, PointField.FLOAT32))]
 _NATIVE_BIG_ENDIAN = sys.byteorder == "big"
 
 
 class ImageConversionError(ValueError):
     """A sensor_msgs/Image that cannot be decoded; the message says why."""
+
+
+def _layout(encoding):
+    """(element type, channels) of a colour or depth ``encoding``; ImageConversionError if unknown."""
+    if encoding in ENCODINGS:
+        return ENCODINGS[encoding].dtype, ENCODINGS[encoding].channels
+    if encoding in DEPTH_ENCODINGS:
+        return DEPTH_ENCODINGS[encoding][0], 1
+    raise ImageConversionError(
+        f"unsupported encoding {shorten(encoding, 64)!r} (supported: {', '.join(SUPPORTED_ENCODINGS)})")
 
 
 def image_to_numpy(msg):
@@ -29,10 +47,7 @@ def image_to_numpy(msg):
     Raises :class:`ImageConversionError` for an unsupported encoding, an empty image, a ``step``
     too small for the width, or data of the wrong length.
     """
-    if msg.encoding not in ENCODINGS:
-        raise ImageConversionError(
-            f"unsupported encoding {shorten(msg.encoding, 64)!r} (supported: {', '.join(SUPPORTED_ENCODINGS)})")
-    dtype, channels = ENCODINGS[msg.encoding].dtype, ENCODINGS[msg.encoding].channels
+    dtype, channels = _layout(msg.encoding)
     height, width, step = msg.height, msg.width, msg.step
     if height == 0 or width == 0:
         raise ImageConversionError(f"empty image ({width}x{height})")
@@ -95,9 +110,7 @@ def shorten(text, limit=300):
 
 def numpy_to_image(array, encoding, header=None):
     """A sensor_msgs/Image holding ``array`` (``H x W`` or ``H x W x C``) with ``encoding``."""
-    if encoding not in ENCODINGS:
-        raise ImageConversionError(f"unsupported encoding {encoding!r}")
-    dtype, channels = ENCODINGS[encoding].dtype, ENCODINGS[encoding].channels
+    dtype, channels = _layout(encoding)
     array = np.asarray(array)
     got_channels = 1 if array.ndim == 2 else array.shape[2]
     if array.ndim not in (2, 3) or got_channels != channels or array.dtype != dtype:
@@ -149,3 +162,19 @@ def scale_camera_info(info, width, height, header=None):
     out.k = k.ravel().tolist()
     out.p = p.ravel().tolist()
     return out
+
+
+def pointcloud_message(header, points, colors, labels, confidence, organised):
+    """A sensor_msgs/PointCloud2 of :data:`CLOUD_POINT` points; ``organised`` keeps the
+    H x W layout of the arrays (pixel-aligned with the label image), else one row."""
+    cloud = np.empty(labels.shape, CLOUD_POINT)
+    cloud["x"], cloud["y"], cloud["z"] = points[..., 0], points[..., 1], points[..., 2]
+    rgb = (colors[..., 0].astype(np.uint32) << 16) | (colors[..., 1].astype(np.uint32) << 8) | colors[..., 2]
+    cloud["rgb"] = rgb.view(np.float32)
+    cloud["label"], cloud["confidence"] = labels, confidence
+    msg = PointCloud2(header=header, fields=_CLOUD_FIELDS, is_bigendian=_NATIVE_BIG_ENDIAN,
+                      point_step=CLOUD_POINT.itemsize, is_dense=False)
+    msg.height, msg.width = cloud.shape if organised else (1, cloud.size)
+    msg.row_step = msg.width * msg.point_step
+    msg.data = cloud.tobytes()
+    return msg

@@ -19,7 +19,6 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import (
-    DurabilityPolicy,
     QoSProfile,
     ReliabilityPolicy,
     qos_profile_sensor_data,
@@ -28,7 +27,7 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 
 from .batching import FrameSlots, PendingFrame
-from .camera import Camera
+from .camera import Camera, CameraConfig
 from .conversions import (
     ImageConversionError,
     compressed_to_rgb,
@@ -37,6 +36,7 @@ from .conversions import (
     shorten,
 )
 from .diagnostics import NodeStats
+from .navigation import parse_mask_groups, publish_label_info
 from .params import (
     Settings,
     check_input_pixels,
@@ -44,14 +44,10 @@ from .params import (
     check_values,
     declare_parameters,
     read_list_file,
-    sibling_topic,
 )
 
 NODE_NAME = "segmentation_node"
 ERROR_LOG_PERIOD_S = 5.0
-# Class metadata is latched, as vision_msgs and Nav2's semantic segmentation layer expect.
-LABEL_INFO_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                            durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 class StartupError(RuntimeError):
@@ -77,9 +73,8 @@ class SegmentationNode(Node):
         self._stats = NodeStats(topics)
         self._error_logged = {}  # (camera, kind of error) -> monotonic time of the last log
         self._name_clash_warned = False
-        self.cameras = [Camera(self, i, topic, qos, self._values["transport"])
-                        for i, topic in enumerate(topics)]
-        self._label_info_publishers = self._publish_label_info(topics)
+        self.cameras = [Camera(self, i, topic, qos, self._camera_config(i)) for i, topic in enumerate(topics)]
+        self._label_info_publishers = publish_label_info(self, topics, self.segmenter.class_names)
         self.processed_frames = [0] * len(topics)  # per camera, since start-up
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self._values["diagnostics_period"], self._publish_diagnostics)
@@ -108,25 +103,15 @@ class SegmentationNode(Node):
             raise StartupError(f"cannot load the model (arch={values['arch']!r}, "
                                f"weights={values['weights']!r}): {exc}") from exc
 
-    def _publish_label_info(self, topics):
-        """Latched vision_msgs/LabelInfo per camera: class ids and names of the loaded model."""
+    def _camera_config(self, index):
+        values = self._values
         try:
-            from vision_msgs.msg import LabelInfo, VisionClass
-        except ImportError:
-            self.get_logger().warning("vision_msgs is not installed: no <ns>/segmentation/label_info "
-                                      "(class metadata) is published")
-            return []
-        names = self.segmenter.class_names
-        message = LabelInfo(class_map=[VisionClass(class_id=i, class_name=name) for i, name in enumerate(names)],
-                            threshold=0.0)  # every pixel gets its top class: no threshold applies
-        message.header.stamp = self.get_clock().now().to_msg()
-        publishers = []
-        for topic in topics:
-            publisher = self.create_publisher(LabelInfo, sibling_topic(topic, "segmentation/label_info"),
-                                              LABEL_INFO_QOS)
-            publisher.publish(message)
-            publishers.append(publisher)
-        return publishers
+            groups = parse_mask_groups(values["mask_groups"], self.segmenter.class_names)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+        depth = values["depth_topics"][index] if any(values["depth_topics"]) else ""
+        return CameraConfig(transport=values["transport"], output_qos=values["output_qos"], depth_topic=depth,
+                            depth_tolerance_ms=values["depth_tolerance_ms"], mask_groups=groups)
 
     # -- receiving (executor thread) ------------------------------------------------------
     def on_image(self, camera, msg):
@@ -144,16 +129,21 @@ class SegmentationNode(Node):
         self._slots.put(PendingFrame(camera.index, msg, pixels))
 
     def _bad_frame(self, camera, reason, kind="bad frame"):
-        """Count a skipped frame for ``camera`` and log it, at most once per ERROR_LOG_PERIOD_S
-        per camera and kind of error (user-controlled text is cut short in both)."""
+        """Count a skipped frame for ``camera`` and log it (throttled)."""
         reason = shorten(reason)
         self._stats.bad_frame(camera.index, reason)
+        self._log_problem(camera, kind, f"skipping frame ({kind}): {reason}")
+
+    def _log_problem(self, camera, kind, text, warning=False):
+        """Log at most once per ERROR_LOG_PERIOD_S per camera and kind of problem (user-controlled
+        text is cut short)."""
         now = time.monotonic()
         key = (camera.index, kind)
         if now - self._error_logged.get(key, -ERROR_LOG_PERIOD_S) >= ERROR_LOG_PERIOD_S:
             self._error_logged[key] = now
-            self.get_logger().error(f"{camera.topic}: skipping frame ({kind}): {reason} "
-                                    f"(logged at most every {ERROR_LOG_PERIOD_S:.0f} s per camera and kind)")
+            log = self.get_logger().warning if warning else self.get_logger().error
+            log(f"{camera.topic}: {shorten(text)} (logged at most every {ERROR_LOG_PERIOD_S:.0f} s per "
+                f"camera and kind)")
 
     # -- inference (inference thread) ------------------------------------------------------
     def _inference_loop(self):
@@ -181,10 +171,12 @@ class SegmentationNode(Node):
         for (frame, outputs, _), result in zip(jobs, results or ()):
             camera = self.cameras[frame.camera]
             try:
-                camera.publish(frame.message, result, outputs)
+                cloud_problem = camera.publish(frame.message, result, outputs, settings)
             except Exception as exc:  # noqa: BLE001 - e.g. a camera_info that cannot be scaled
                 self._bad_frame(camera, f"{type(exc).__name__}: {exc}", "publishing")
                 continue
+            if cloud_problem:  # the frame's other outputs went out
+                self._log_problem(camera, "point cloud", f"no point cloud: {cloud_problem}", warning=True)
             self._stats.published(frame.camera, frame.received)
             self.processed_frames[frame.camera] += 1
 
@@ -197,7 +189,8 @@ class SegmentationNode(Node):
         try:
             results = self.segmenter.segment(
                 images, output_resolution=settings.output_resolution, input_size=settings.input_size,
-                max_pixels=settings.max_input_pixels, with_confidence=any("confidence" in o for o in outputs),
+                max_pixels=settings.max_input_pixels,
+                with_confidence=any("confidence" in o or "points" in o for o in outputs),
                 overlay_alpha=settings.overlay_alpha if any("overlay" in o for o in outputs) else None)
         except Exception as exc:  # noqa: BLE001 - keep serving; reported per camera on /diagnostics
             if self._stopping.is_set() or not self.context.ok():

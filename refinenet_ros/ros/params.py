@@ -20,6 +20,7 @@ from rclpy.validate_topic_name import validate_topic_name
 from ..choices import (
     ARCHS,
     BACKENDS,
+    OUTPUT_QOS_PROFILES,
     OUTPUT_RESOLUTIONS,
     PRECISIONS,
     QOS_PROFILES,
@@ -94,6 +95,21 @@ PARAMETERS = {
                                 "probability x 255)", runtime=True),
     "overlay_alpha": Param(0.5, "overlay blend: 0 = image only, 1 = colours only", runtime=True,
                            range=(0.0, 1.0)),
+    # --- navigation outputs ---
+    "depth_topics": Param([""], "registered depth topics, one per image_topics entry ('' = none; "
+                          "a single '' = no depth at all): 16UC1 mm or 32FC1 m, aligned with the "
+                          "colour image; gives <ns>/segmentation/points"),
+    "depth_tolerance_ms": Param(0.0, "pair colour and depth frames whose stamps differ by at most "
+                                "this (0 = identical stamps only)", range=(0.0, 1000.0)),
+    "depth_min_m": Param(0.1, "depth below this is invalid (NaN point)", runtime=True, range=(0.0, 1000.0)),
+    "depth_max_m": Param(20.0, "depth above this is invalid (NaN point)", runtime=True, range=(0.0, 1000.0)),
+    "cloud_stride": Param(1, "1: organised cloud, pixel-aligned with the labels (NaN where depth is "
+                          "invalid); N > 1: every N-th pixel and row, valid points only (unorganised)",
+                          runtime=True, range=(1, 64)),
+    "mask_groups": Param([""], "class groups published as mono8 0/255 masks at "
+                         "<ns>/segmentation/mask/<group>, e.g. 'drivable: road, pavement' ('' = none)"),
+    "output_qos": Param("reliable", "QoS of the outputs: reliable, or best_effort for bandwidth-limited "
+                        "links", choices=OUTPUT_QOS_PROFILES),
     "diagnostics_period": Param(1.0, "seconds between /diagnostics reports", range=(0.1, 60.0)),
 }
 
@@ -127,6 +143,9 @@ class Settings:
     publish_overlay: bool
     publish_confidence: bool
     overlay_alpha: float
+    depth_min_m: float
+    depth_max_m: float
+    cloud_stride: int
 
     @classmethod
     def from_values(cls, values):
@@ -138,7 +157,8 @@ class Settings:
                    batch_timeout_s=values["batch_timeout_ms"] / 1000.0,
                    publish_color=values["publish_color"], publish_overlay=values["publish_overlay"],
                    publish_confidence=values["publish_confidence"],
-                   overlay_alpha=values["overlay_alpha"])
+                   overlay_alpha=values["overlay_alpha"], depth_min_m=values["depth_min_m"],
+                   depth_max_m=values["depth_max_m"], cloud_stride=values["cloud_stride"])
 
 
 def declare_parameters(node):
@@ -197,6 +217,15 @@ def check_values(values):
         reason = check_value(name, value)
         if reason:
             return reason
+    depth = [t for t in values["depth_topics"] if t]
+    if depth and len(values["depth_topics"]) != len(values["image_topics"]):
+        return (f"depth_topics needs one entry per image_topics entry ('' for none): "
+                f"{len(values['depth_topics'])} for {len(values['image_topics'])}")
+    for topic in depth:
+        try:
+            validate_topic_name(topic)
+        except InvalidTopicNameException:
+            return f"depth_topics: {topic[:100]!r} is not a valid topic name"
     return check_input_pixels(values)
 
 
