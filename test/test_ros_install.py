@@ -169,7 +169,7 @@ def test_colcon_build_then_ros2_launch_two_cameras(workspace, topic_recorder):
             assert label_infos[camera], f"no LabelInfo on /{camera}"
             names = [c.class_name for c in label_infos[camera][0].class_map]
             assert names[:3] == ["sky", "building", "pole"] and len(names) == 11
-        got = subprocess.run([str(BIN / "ros2"), "param", "get", "--no-daemon", "/segmentation_node", "image_topics"],
+        got = subprocess.run([str(BIN / "ros2"), "param", "get", "--no-daemon", "--spin-time", "5", "/segmentation_node", "image_topics"],
                              env=env, capture_output=True, text=True, timeout=60)
         assert "/cam0/image_raw" in got.stdout and "/cam1/image_raw" in got.stdout, got
         assert "rviz2 is not installed" in launch.output()
@@ -201,7 +201,7 @@ def test_ros2_launch_demo_with_image_source(workspace, tmp_path, topic_recorder)
         assert len(labels) >= 2, launch.output()[-3000:]
         assert labels[0].header.frame_id == "democam" and (labels[0].height, labels[0].width) == (48, 64)
         # image_source spins: its parameter services answer while it publishes
-        got = subprocess.run([str(BIN / "ros2"), "param", "get", "--no-daemon", "/democam/image_source", "source"],
+        got = subprocess.run([str(BIN / "ros2"), "param", "get", "--no-daemon", "--spin-time", "5", "/democam/image_source", "source"],
                              env=env, capture_output=True, text=True, timeout=60)
         assert str(folder) in got.stdout, got
     finally:
