@@ -24,6 +24,9 @@ python -m refinenet_ros.tools.benchmark_models --archs rf_lw50 rf_lw101 rf_lw152
     gcn50 gcn101 gcn152 --sizes 360x480 --modes unfused_fp32 fused_fp32 --iterations 2 --warmup 1 \
     --output bench/models_resnet.json > /dev/null
 refinenet-export --weights "$W" --output bench/camvid_mbv2.onnx --height 360 --width 480 --benchmark 20 --json > bench/onnx.json
+# defaults, max_batch_size 1 and fp32, 1 and 4 cameras, per-stage times
 python -m refinenet_ros.tools.benchmark_node --weights "$W" --seconds 10 --device cpu > bench/node.json
-python -m refinenet_ros.tools.benchmark_node --weights "$W" --seconds 10 --device cpu --precision int8 > bench/node_int8.json
+python -m refinenet_ros.tools.benchmark_navigation > bench/navigation.json
+python -m refinenet_ros.tools.benchmark_navigation --stride 4 > bench/navigation_stride4.json
+python -m refinenet_ros.tools.benchmark_soak > bench/soak.json  # 8 cameras at overload, 2 minutes
 ls -l bench

@@ -151,3 +151,11 @@ def test_shipped_int8_model_labels_99_percent_of_camvid_pixels_as_fp32(camvid_ro
     images = read_frames(camvid_root / "val.txt", 12)
     same = sum(int(np.sum(a.labels == b.labels)) for a, b in zip(int8.segment(images), fp32.segment(images)))
     assert same / sum(image.shape[0] * image.shape[1] for image in images) >= 0.99
+
+
+def test_auto_precision_on_a_cpu_picks_the_shipped_int8_model_and_says_why():
+    auto = Segmenter(weights="default", device="cpu")
+    assert (auto.precision, auto.backend) == ("int8", "onnxruntime")
+    assert "shipped int8 model" in auto.network.precision_reason
+    assert Segmenter(weights="default", device="cpu", precision="fp32").precision == "fp32"
+    assert Segmenter(weights="default", device="cpu", backend="torch").precision == "fp32"

@@ -94,6 +94,11 @@ def test_overload_gives_every_camera_its_share(weights):
         delivered = [len(ros.labels[c]) for c in cameras]
         mean = sum(delivered) / len(delivered)
         assert mean > 5 and min(delivered) >= 0.8 * mean and max(delivered) <= 1.2 * mean, delivered
+        engine = [{kv.key: kv.value for kv in s.values} for d in ros.diagnostics for s in d.status
+                  if s.name.endswith(": inference")]
+        running = [values for values in engine if float(values["batches_per_s"]) > 0]
+        assert running and all(float(v["mean_batch_size"]) == 1.0 for v in running)  # CPU: one frame per call
+        assert all(float(v["stage_ms_model_p50"]) > 0 and "stage_ms_publish_p50" in v for v in running)
     finally:
         ros.close()
 

@@ -6,6 +6,7 @@ through the network (:mod:`.backends`: fused PyTorch or ONNX Runtime) in batches
 network size, upsampled (bilinear, logits), arg-maxed and coloured on the device; only uint8
 (or uint16) results come back.
 """
+import time
 from dataclasses import dataclass
 
 import cv2
@@ -62,6 +63,7 @@ class Segmenter:
         self._label_dtype = torch.uint8 if self.num_classes <= 255 else torch.int32
         self._pinned = {}
         self._spikes = SpikeDetector()
+        self.last_timings = {}  # ms per stage of the last segment() call
         if compile and self.input_size is not None:  # compile now rather than on the first frame
             self.segment([np.zeros((*self.input_size, 3), np.uint8)])
 
@@ -95,13 +97,16 @@ class Segmenter:
             raise ValueError(f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, "
                              f"got {output_resolution!r}")
         size = self.input_size if input_size is None else self._network_size(input_size)
+        start, preprocess, self._model_s = time.perf_counter(), 0.0, 0.0
         groups = {}  # network size -> frame indices: each group is one model batch
         for i, frame in enumerate(frames):
             groups.setdefault(size or _fit(frame.shape[:2], max_pixels), []).append(i)
         results = [None] * len(frames)
         with torch.inference_mode():
             for net_size, indices in groups.items():
+                upload_start = time.perf_counter()
                 indices, batch = self._upload(frames, indices, net_size)
+                preprocess += time.perf_counter() - upload_start
                 by_output = {}
                 for row, i in enumerate(indices):
                     out = frames[i].shape[:2] if output_resolution == "input" else net_size
@@ -116,7 +121,18 @@ class Segmenter:
             results = [_with_overlay(frame, result, overlay_alpha) for frame, result in zip(frames, results)]
         if self._spikes.is_spike(sum(frame.size for frame in frames)):
             trim_heap()  # the big temporaries are freed: give their pages back
+        total = time.perf_counter() - start
+        self.last_timings = {"preprocess": 1000 * preprocess, "model": 1000 * self._model_s,
+                             "postprocess": 1000 * (total - preprocess - self._model_s)}
         return results
+
+    def _run(self, x):
+        """The network on one batch, timed (``last_timings``; on CUDA, kernels still running
+        when it returns are counted in postprocess, where the results are downloaded)."""
+        started = time.perf_counter()
+        logits = self.network(x)
+        self._model_s += time.perf_counter() - started
+        return logits
 
     def _upload(self, frames, indices, size):
         """One uint8 upload per native size; returns (index order, normalised NCHW batch)."""
@@ -149,7 +165,7 @@ class Segmenter:
     def _scores(self, batch, out_sizes):
         """Per output size: fp32 logits (single scale) or averaged probabilities (msc)."""
         if self.scales == (1.0,) and not self.flip:
-            logits = self.network(batch)
+            logits = self._run(batch)
             return {out: _resize(logits, out) for out in out_sizes}
         h, w = batch.shape[-2:]
         sums = dict.fromkeys(out_sizes, 0)
@@ -159,7 +175,7 @@ class Segmenter:
             scaled = batch if size == (h, w) else F.interpolate(
                 batch, size=size, mode="bilinear", align_corners=False)
             for mirrored in (False, True) if self.flip else (False,):
-                logits = self.network(scaled.flip(3) if mirrored else scaled)
+                logits = self._run(scaled.flip(3) if mirrored else scaled)
                 if mirrored:
                     logits = logits.flip(3)
                 for out in out_sizes:

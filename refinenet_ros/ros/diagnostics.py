@@ -28,6 +28,7 @@ class NodeStats:
         self._cameras = [_Camera(topic) for topic in topics]
         self._batch_sizes = deque(maxlen=MAX_SAMPLES)
         self._inference_ms = deque(maxlen=MAX_SAMPLES)
+        self._stages = {}  # stage -> ms samples: convert, preprocess, model, postprocess, publish
         self._period_start = time.monotonic()
         self.last_inference_error = ""
 
@@ -51,6 +52,11 @@ class NodeStats:
             self._batch_sizes.append(size)
             self._inference_ms.append(inference_ms)
 
+    def stage(self, name, ms):
+        """Time spent in one stage of the pipeline (per frame; per batch for the engine's)."""
+        with self._lock:
+            self._stages.setdefault(name, deque(maxlen=MAX_SAMPLES)).append(ms)
+
     def report(self, node_name, dropped, device, precision, arch, backend):
         """A DiagnosticArray for the period since the last report (and starts a new period)."""
         now = time.monotonic()
@@ -61,8 +67,10 @@ class NodeStats:
                         for i, camera in enumerate(self._cameras)]
             batches = list(self._batch_sizes)
             inference = list(self._inference_ms)
+            stages = {name: list(samples) for name, samples in self._stages.items()}
             self._batch_sizes.clear()
             self._inference_ms.clear()
+            self._stages.clear()
         engine = DiagnosticStatus(name=f"{node_name}: inference", hardware_id=device)
         engine.level = DiagnosticStatus.ERROR if self.last_inference_error else DiagnosticStatus.OK
         engine.message = self.last_inference_error or ("running" if batches else "idle (no frames or no subscribers)")
@@ -71,7 +79,8 @@ class NodeStats:
             device=device, precision=precision, backend=backend, arch=arch,
             batches_per_s=len(batches) / period,
             mean_batch_size=np.mean(batches) if batches else 0.0,
-            inference_ms_p50=_percentile(inference, 50), inference_ms_p99=_percentile(inference, 99))
+            inference_ms_p50=_percentile(inference, 50), inference_ms_p99=_percentile(inference, 99),
+            **{f"stage_ms_{name}_p50": _percentile(samples, 50) for name, samples in stages.items()})
         array = DiagnosticArray(status=statuses + [engine])
         return array
 

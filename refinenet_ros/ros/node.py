@@ -30,9 +30,7 @@ from .batching import FrameSlots, PendingFrame
 from .camera import Camera, CameraConfig
 from .conversions import (
     ImageConversionError,
-    compressed_to_rgb,
     image_to_numpy,
-    pixels_to_rgb,
     shorten,
 )
 from .diagnostics import NodeStats
@@ -45,6 +43,7 @@ from .params import (
     declare_parameters,
     read_list_file,
 )
+from .pipeline import Pipeline
 
 NODE_NAME = "segmentation_node"
 ERROR_LOG_PERIOD_S = 5.0
@@ -80,8 +79,7 @@ class SegmentationNode(Node):
         self.create_timer(self._values["diagnostics_period"], self._publish_diagnostics)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
-        self._thread.start()
+        self._pipeline = Pipeline(self)
         seg = self.segmenter
         self.get_logger().info(
             f"segmenting {', '.join(topics)} with {seg.arch} ({seg.num_classes} classes, {seg.backend}) "
@@ -145,64 +143,6 @@ class SegmentationNode(Node):
             log(f"{camera.topic}: {shorten(text)} (logged at most every {ERROR_LOG_PERIOD_S:.0f} s per "
                 f"camera and kind)")
 
-    # -- inference (inference thread) ------------------------------------------------------
-    def _inference_loop(self):
-        while not self._stopping.is_set():
-            settings = self._settings
-            frames = self._slots.take(settings.max_batch_size, settings.batch_timeout_s)
-            if frames:
-                self._process(frames, self._settings)  # the settings now in force, after the wait
-
-    def _process(self, frames, settings):
-        jobs = []  # (frame, wanted outputs, RGB image)
-        for frame in frames:
-            outputs = self.cameras[frame.camera].wanted_outputs(settings)  # subscribers may have left
-            if not outputs:
-                continue
-            try:
-                jobs.append((frame, outputs, _frame_rgb(frame)))
-            except (ImageConversionError, ValueError, TypeError) as exc:
-                self._bad_frame(self.cameras[frame.camera], str(exc), "conversion")
-        results = self._segment(jobs, settings)
-        if len(jobs) > 1 and results is None:  # one camera's frame broke the batch: retry singly
-            singles = [(job, self._segment([job], settings)) for job in jobs]
-            jobs = [job for job, result in singles if result is not None]
-            results = [result[0] for _, result in singles if result is not None]
-        for (frame, outputs, _), result in zip(jobs, results or ()):
-            camera = self.cameras[frame.camera]
-            try:
-                cloud_problem = camera.publish(frame.message, result, outputs, settings)
-            except Exception as exc:  # noqa: BLE001 - e.g. a camera_info that cannot be scaled
-                self._bad_frame(camera, f"{type(exc).__name__}: {exc}", "publishing")
-                continue
-            if cloud_problem:  # the frame's other outputs went out
-                self._log_problem(camera, "point cloud", f"no point cloud: {cloud_problem}", warning=True)
-            self._stats.published(frame.camera, frame.received)
-            self.processed_frames[frame.camera] += 1
-
-    def _segment(self, jobs, settings):
-        """Results for ``jobs``, or None when the model failed (counted for a lone frame's camera)."""
-        if not jobs:
-            return None
-        frames, outputs, images = zip(*jobs)
-        start = time.perf_counter()
-        try:
-            results = self.segmenter.segment(
-                images, output_resolution=settings.output_resolution, input_size=settings.input_size,
-                max_pixels=settings.max_input_pixels,
-                with_confidence=any("confidence" in o or "points" in o for o in outputs),
-                overlay_alpha=settings.overlay_alpha if any("overlay" in o for o in outputs) else None)
-        except Exception as exc:  # noqa: BLE001 - keep serving; reported per camera on /diagnostics
-            if self._stopping.is_set() or not self.context.ok():
-                return None
-            reason = f"inference failed: {type(exc).__name__}: {exc}"
-            self._stats.last_inference_error = shorten(reason)
-            if len(jobs) == 1:
-                self._bad_frame(self.cameras[frames[0].camera], reason, "inference")
-            return None
-        self._stats.batch(len(frames), (time.perf_counter() - start) * 1000.0)
-        return results
-
     # -- parameters and diagnostics (executor thread) ---------------------------------------
     def _on_set_parameters(self, parameters):
         values = dict(self._values)
@@ -248,17 +188,8 @@ class SegmentationNode(Node):
     def destroy_node(self):
         self._stopping.set()
         self._slots.close()
-        # no timeout: a batch still running must finish before the interpreter exits, or
-        # torch's threads abort the process ("terminate called without an active exception")
-        self._thread.join()
+        self._pipeline.join()
         return super().destroy_node()
-
-
-def _frame_rgb(frame):
-    """The network's RGB input for a pending frame (raw: validated view; compressed: decoded)."""
-    if frame.pixels is None:
-        return compressed_to_rgb(frame.message)
-    return pixels_to_rgb(frame.pixels, frame.message.encoding)
 
 
 def main(args=None):

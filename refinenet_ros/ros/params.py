@@ -67,8 +67,10 @@ PARAMETERS = {
     "weights": Param("default", "'default' (the shipped CamVid model) or a .pth / .onnx path"),
     "num_classes": Param(0, "number of classes; 0 = from the weights", range=(0, 65535)),
     "device": Param("auto", "auto | cpu | cuda | cuda:N (auto: cuda if available)"),
-    "precision": Param("auto", "auto: fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32; "
-                       "int8: the shipped (or given) int8 ONNX model on a CPU", choices=PRECISIONS),
+    "precision": Param("auto", "auto: fp16 on CUDA; on a CPU the shipped int8 model with weights "
+                       "'default' (99.5% of pixels as fp32, same mIoU, 1.2-1.4x faster), else bf16 on "
+                       "CPUs with AMX/AVX512-BF16, else fp32; int8 also runs an int8 .onnx given as weights",
+                       choices=PRECISIONS),
     "backend": Param("auto", "auto: ONNX Runtime for fp32/int8 on a CPU, PyTorch otherwise",
                      choices=BACKENDS),
     "palette": Param("", "file of RGB colours per class (YAML/JSON list); '' = the model's"),
@@ -84,8 +86,8 @@ PARAMETERS = {
                               range=(4096, 8192 * 8192)),
     "output_resolution": Param("input", "outputs at each image's own size or at the network size",
                                runtime=True, choices=OUTPUT_RESOLUTIONS),
-    "max_batch_size": Param(4, "most frames (one per camera) per inference batch", runtime=True,
-                            range=(1, 64)),
+    "max_batch_size": Param(4, "most frames (one per camera) per inference batch on CUDA (a CPU runs "
+                            "one frame per call: batches only cost there)", runtime=True, range=(1, 64)),
     "batch_timeout_ms": Param(5.0, "longest wait for more cameras once a frame is pending",
                               runtime=True, range=(0.0, 1000.0)),
     # --- outputs ---
