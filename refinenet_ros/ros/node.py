@@ -72,7 +72,12 @@ class SegmentationNode(Node):
         self._stats = NodeStats(topics)
         self._error_logged = {}  # (camera, kind of error) -> monotonic time of the last log
         self._name_clash_warned = False
-        self.cameras = [Camera(self, i, topic, qos, self._camera_config(i)) for i, topic in enumerate(topics)]
+        try:
+            mask_groups = parse_mask_groups(self._values["mask_groups"], self.segmenter.class_names)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+        self.cameras = [Camera(self, i, topic, qos, self._camera_config(i, mask_groups))
+                        for i, topic in enumerate(topics)]
         self._label_info_publishers = publish_label_info(self, topics, self.segmenter.class_names)
         self.processed_frames = [0] * len(topics)  # per camera, since start-up
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -81,14 +86,15 @@ class SegmentationNode(Node):
         self._stopping = threading.Event()
         self._pipeline = Pipeline(self)
         seg = self.segmenter
+        batching = (f"batches of up to {self._settings.max_batch_size}" if seg.device.type == "cuda"
+                    else "one frame per model call (CPU)")
         self.get_logger().info(
             f"segmenting {', '.join(topics)} with {seg.arch} ({seg.num_classes} classes, {seg.backend}) "
-            f"on {seg.device} in {seg.precision}, batches of up to {self._settings.max_batch_size}")
+            f"on {seg.device} in {seg.precision} ({seg.network.precision_reason}); {batching}")
 
     def _build_segmenter(self):
-        from ..engine import (
-            Segmenter,  # torch: imported once the signal handlers are in place
-        )
+        # torch is imported here, once main() has set the signal handlers
+        from ..engine import Segmenter
         values = self._values
         try:
             palette = read_list_file(values["palette"], "palette") if values["palette"] else None
@@ -101,12 +107,8 @@ class SegmentationNode(Node):
             raise StartupError(f"cannot load the model (arch={values['arch']!r}, "
                                f"weights={values['weights']!r}): {exc}") from exc
 
-    def _camera_config(self, index):
+    def _camera_config(self, index, groups):
         values = self._values
-        try:
-            groups = parse_mask_groups(values["mask_groups"], self.segmenter.class_names)
-        except ValueError as exc:
-            raise StartupError(str(exc)) from None
         depth = values["depth_topics"][index] if any(values["depth_topics"]) else ""
         return CameraConfig(transport=values["transport"], output_qos=values["output_qos"], depth_topic=depth,
                             depth_tolerance_ms=values["depth_tolerance_ms"], mask_groups=groups)
