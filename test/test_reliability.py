@@ -98,7 +98,9 @@ def test_overload_gives_every_camera_its_share(weights):
                   if s.name.endswith(": inference")]
         running = [values for values in engine if float(values["batches_per_s"]) > 0]
         assert running and all(float(v["mean_batch_size"]) == 1.0 for v in running)  # CPU: one frame per call
-        assert all(float(v["stage_ms_model_p50"]) > 0 and "stage_ms_publish_p50" in v for v in running)
+        # stage times: a 0.3 s period may hold a batch whose publishing (another thread) falls in the next
+        models = [float(v["stage_ms_model_p50"]) for v in running if "stage_ms_model_p50" in v]
+        assert models and min(models) > 0 and any("stage_ms_publish_p50" in v for v in engine)
     finally:
         ros.close()
 
