@@ -85,15 +85,17 @@ def test_overload_gives_every_camera_its_share(weights):
         assert wait_until(lambda: all(ros.labels.values()), 120, lambda: [ros.publish(c) for c in cameras])
         for labels in ros.labels.values():
             labels.clear()
-        deadline = time.monotonic() + 8.0
-        while time.monotonic() < deadline:  # every camera in the same order, faster than served
+        # every camera in the same order, faster than served, until ~10 frames each came back:
+        # a count, not a time, so a slower or busier CPU only takes longer
+        deadline = time.monotonic() + 120.0
+        while sum(map(len, ros.labels.values())) < 10 * len(cameras) and time.monotonic() < deadline:
             for camera in cameras:
                 ros.publish(camera)
             time.sleep(0.005)
         time.sleep(1.0)
         delivered = [len(ros.labels[c]) for c in cameras]
         mean = sum(delivered) / len(delivered)
-        assert mean > 5 and min(delivered) >= 0.8 * mean and max(delivered) <= 1.2 * mean, delivered
+        assert mean >= 10 and min(delivered) >= 0.8 * mean and max(delivered) <= 1.2 * mean, delivered
         engine = [{kv.key: kv.value for kv in s.values} for d in ros.diagnostics for s in d.status
                   if s.name.endswith(": inference")]
         running = [values for values in engine if float(values["batches_per_s"]) > 0]
