@@ -1,0 +1,65 @@
+"""Top class per pixel of logits upsampled to the output size, in bounded memory.
+
+Upsampling all C class maps of an 8K frame at once holds C x 33M floats (1.5 GB for CamVid's
+11 classes), and the confidence as much again. Above ``MAX_SCORE_ELEMENTS`` the maps are
+upsampled one class at a time into a running maximum instead: the same bilinear values per
+class, the same first-index tie rule as ``max(1)``, and the softmax denominator of the
+confidence kept online (rescaled whenever the maximum grows), so memory is a few H x W planes
+whatever C is. Measured (shipped int8 model, CPU, one 7680x4320 frame run at 1080p, outputs at
+8K): the process's peak grew by 2.6 GB (4.1 GB with confidence) before, 1.3 GB (1.5 GB) now,
+most of it the model's activations at 1080p.
+"""
+import torch
+import torch.nn.functional as F
+
+# 256 MB of float32 scores: 1080p frames with up to 32 classes stay on the all-classes path,
+# which is faster (by class: 1.4-1.8x the time, measured on 2 AVX2 cores, 11 classes at
+# 1080p and 4K); 4K and up with CamVid's 11 classes go class by class.
+MAX_SCORE_ELEMENTS = 1 << 26
+
+
+def upsample(scores, size):
+    """Bilinear (align_corners=False, as the models train) resize of N x C x h x w ``scores``."""
+    if tuple(scores.shape[-2:]) == tuple(size):
+        return scores
+    return F.interpolate(scores, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def top_class(logits, size, with_confidence=False, max_elements=None):
+    """(labels, confidence) of N x C x h x w ``logits`` upsampled to ``size`` (H, W): labels
+    N x H x W (int64, or uint8 / int32 when computed class by class), confidence the top-class
+    softmax probability (N x H x W float32) when asked for, else None. Class by class above
+    ``max_elements`` (default ``MAX_SCORE_ELEMENTS``) upsampled scores."""
+    n, classes = logits.shape[:2]
+    limit = MAX_SCORE_ELEMENTS if max_elements is None else max_elements
+    if n * classes * size[0] * size[1] <= limit:
+        scores = upsample(logits, size)
+        top, labels = scores.max(1)  # first maximal index, as argmax, several times faster on NCHW
+        if not with_confidence:
+            return labels, None
+        return labels, (scores - top.unsqueeze(1)).exp_().sum(1).reciprocal_()
+    return _top_class_by_class(logits, size, with_confidence)
+
+
+def _top_class_by_class(logits, size, with_confidence):
+    classes = logits.shape[1]
+    labels = None
+    top = denominator = None  # running maximum and sum of exp(score - maximum)
+    for index in range(classes):
+        plane = upsample(logits[:, index:index + 1].float(), size)[:, 0]
+        if top is None:
+            top = plane
+            labels = torch.zeros(plane.shape, dtype=torch.uint8 if classes <= 255 else torch.int32,
+                                 device=plane.device)
+            denominator = torch.ones_like(plane) if with_confidence else None
+            continue
+        higher = plane > top  # strictly: on ties the lower index stays, as in max(1)
+        if with_confidence:
+            new_top = torch.maximum(top, plane)
+            denominator.mul_((top - new_top).exp_()).add_((plane - new_top).exp_())
+            top = new_top
+        else:
+            top = torch.maximum(top, plane)
+        labels.masked_fill_(higher, index)
+        del plane, higher
+    return labels, denominator.reciprocal_() if with_confidence else None
