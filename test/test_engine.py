@@ -358,3 +358,47 @@ def test_onnxruntime_backend_labels_equal_the_torch_backend(tmp_path):
         assert np.mean(a.labels == b.labels) >= 0.999
     with pytest.raises(ValueError, match="backend must be one of"):
         Segmenter(weights=str(weights), device="cpu", backend="tensorrt")
+
+
+@pytest.mark.parametrize("classes", [5, 300])
+def test_top_class_class_by_class_equals_all_classes_at_once(classes):
+    from refinenet_ros.engine.upsample import top_class
+    torch.manual_seed(0)
+    logits = torch.randn(2, classes, 9, 13)
+    logits[:, 1] = logits[:, 0]  # exact ties: the lower index wins on both paths
+    for size in [(9, 13), (37, 50)]:
+        for with_confidence in (False, True):
+            labels, confidence = top_class(logits, size, with_confidence)
+            by_class, by_class_confidence = top_class(logits, size, with_confidence, max_elements=0)
+            assert by_class.dtype == (torch.uint8 if classes <= 255 else torch.int32)
+            np.testing.assert_array_equal(by_class.long().numpy(), labels.numpy())
+            if with_confidence:
+                np.testing.assert_allclose(by_class_confidence.numpy(), confidence.numpy(), rtol=1e-5)
+            else:
+                assert confidence is None and by_class_confidence is None
+    assert (top_class(logits, (9, 13))[0] != 1).all()
+
+
+def test_large_outputs_go_class_by_class_with_the_same_results(weights, monkeypatch):
+    import refinenet_ros.engine.upsample as upsample
+    seg = Segmenter(weights=weights, device="cpu", backend="torch")
+    images = frames((64, 96), (61, 83), seed=3)
+    expected = seg.segment(images, with_confidence=True, overlay_alpha=0.5)
+    monkeypatch.setattr(upsample, "MAX_SCORE_ELEMENTS", 0)  # every output counts as large
+    for want, got in zip(expected, seg.segment(images, with_confidence=True, overlay_alpha=0.5)):
+        assert got.labels.dtype == want.labels.dtype == np.uint8
+        np.testing.assert_array_equal(got.labels, want.labels)
+        np.testing.assert_array_equal(got.color, want.color)
+        np.testing.assert_array_equal(got.overlay, want.overlay)
+        np.testing.assert_allclose(got.confidence, want.confidence, rtol=1e-5)
+
+
+def test_frames_bigger_than_the_network_input_are_shrunk_before_normalising(segmenter, model):
+    """Bilinear resizing and normalisation commute; shrinking first only moves float rounding."""
+    image = frames((128, 192), seed=4)[0]
+    result = segmenter.segment([image], input_size=(64, 96), output_resolution="network")[0]
+    with torch.no_grad():
+        x = normalize_images(torch.from_numpy(image).permute(2, 0, 1)[None])
+        x = F.interpolate(x, size=(64, 96), mode="bilinear", align_corners=False)
+        logits = F.interpolate(model(x), size=(64, 96), mode="bilinear", align_corners=False)
+    assert (result.labels == logits.argmax(1)[0].numpy()).mean() >= 0.999
