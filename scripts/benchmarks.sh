@@ -24,6 +24,11 @@ python -m refinenet_ros.tools.benchmark_models --archs rf_lw50 rf_lw101 rf_lw152
     gcn50 gcn101 gcn152 --sizes 360x480 --modes unfused_fp32 fused_fp32 --iterations 2 --warmup 1 \
     --output bench/models_resnet.json > /dev/null
 refinenet-export --weights "$W" --output bench/camvid_mbv2.onnx --height 360 --width 480 --benchmark 20 --json > bench/onnx.json
+# where the model's time goes, per block and operator: the fp32 export and the shipped int8 model
+python -m refinenet_ros.tools.profile_onnx bench/camvid_mbv2.onnx --json > bench/profile_fp32.json
+if [ "$W" = default ]; then
+  python -m refinenet_ros.tools.profile_onnx models/camvid_mbv2_int8.onnx --json > bench/profile_int8.json
+fi
 # defaults, max_batch_size 1 and fp32, 1 and 4 cameras, per-stage times
 python -m refinenet_ros.tools.benchmark_node --weights "$W" --seconds 10 --device cpu > bench/node.json
 python -m refinenet_ros.tools.benchmark_navigation > bench/navigation.json

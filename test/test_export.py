@@ -186,3 +186,20 @@ def test_corrupt_or_missing_files_give_clear_errors(dynamic_onnx, tmp_path, caps
     assert "checkpoint not found" in capsys.readouterr().err
     with pytest.raises(ValueError, match="opset"):
         export_onnx(ExportWrapper(create_model("mbv2", 2)), tmp_path / "y.onnx", {}, opset=13)
+
+
+def test_profile_splits_the_kernel_time_by_model_block_and_operator(dynamic_onnx, capsys):
+    from refinenet_ros.tools.profile_onnx import block_of, profile
+    from refinenet_ros.tools.profile_onnx import main as profile_main
+    assert block_of("/model/decoder/levels.3/crp/convs.0/Conv") == "decoder/levels.3"
+    assert block_of("/model/classifier/Conv") == "classifier" and block_of("Transpose_token_4") == "other"
+    report = profile(dynamic_onnx, 64, 96, runs=2, warmup=1, threads=1)
+    assert report["input_shape"] == [1, 3, 64, 96] and report["total_ms"] > 0
+    assert {"classifier", "encoder/stem", "decoder/levels.3"} <= set(report["by_block"])
+    assert "Conv" in report["by_op"]
+    for table in ("by_block", "by_op"):  # both split the same kernels
+        assert sum(report[table].values()) == pytest.approx(report["total_ms"], abs=0.05)
+    with pytest.raises(SystemExit, match="refinenet-profile-onnx: .*not found"):
+        profile_main([str(dynamic_onnx) + ".missing"])
+    profile_main([str(dynamic_onnx), "--height", "64", "--width", "96", "--runs", "1", "--top", "30"])
+    assert "decoder/levels.3" in capsys.readouterr().out
