@@ -203,3 +203,14 @@ def test_ohem_loss_keeps_hard_pixels_and_weight_average_follows(tmp_path):
         model.weight.fill_(1.0)
     average.update(model)
     assert torch.allclose(average.state_dict()["weight"], torch.full((1, 2), 0.5))
+
+
+def test_amp_auto_uses_bf16_only_on_cpus_that_have_it():
+    from refinenet_ros.training.optim import autocast_dtype
+    cpu = torch.device("cpu")
+    assert autocast_dtype("auto", cpu, flags={"avx2", "fma"}) is None  # emulated bf16: ~10x slower
+    assert autocast_dtype("auto", cpu, flags={"avx2", "amx_bf16"}) == torch.bfloat16
+    assert autocast_dtype("auto", cpu, flags={"avx512_bf16"}) == torch.bfloat16
+    assert autocast_dtype("auto", torch.device("cuda")) == torch.float16
+    assert autocast_dtype("bf16", cpu, flags=set()) == torch.bfloat16  # asked for: given
+    assert autocast_dtype("off", torch.device("cuda")) is None

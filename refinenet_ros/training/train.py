@@ -1,6 +1,6 @@
 """``refinenet-train``: train a segmentation model from ``image label`` list files.
 
-Resumable (``OUT/last.pth`` every epoch), seeded, CPU or CUDA, bf16 autocast on CPUs,
+Resumable (``OUT/last.pth`` every epoch), seeded, CPU or CUDA, bf16 autocast on CPUs that have it,
 fp16 with loss scaling on CUDA. Encoder and decoder learning rates differ by
 ``--encoder-lr-mult`` (0.1, as in the Light-Weight RefineNet paper). Runs unchanged under
 ``torchrun --nproc_per_node N`` (DistributedDataParallel; the global ``--batch-size`` is split
@@ -72,7 +72,8 @@ def parse_args(argv=None):
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="evaluate and save an exponential moving average of the weights "
                         "(e.g. 0.999 per step); 0 = off")
-    p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default="auto")
+    p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default="auto",
+                   help="auto: fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32 (off)")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
