@@ -214,3 +214,17 @@ def test_amp_auto_uses_bf16_only_on_cpus_that_have_it():
     assert autocast_dtype("auto", torch.device("cuda")) == torch.float16
     assert autocast_dtype("bf16", cpu, flags=set()) == torch.bfloat16  # asked for: given
     assert autocast_dtype("off", torch.device("cuda")) is None
+
+
+def test_several_train_lists_are_joined_in_order(tmp_path):
+    """The train+val protocol: --train-list train.txt val.txt trains on both splits."""
+    for name, value in (("a", 1), ("b", 2), ("c", 3)):
+        cv2.imwrite(str(tmp_path / f"{name}.png"), np.full((8, 8, 3), value, np.uint8))
+        cv2.imwrite(str(tmp_path / f"{name}_label.png"), np.full((8, 8), value, np.uint8))
+    (tmp_path / "train.txt").write_text("a.png a_label.png\nb.png b_label.png\n")
+    (tmp_path / "val.txt").write_text("c.png c_label.png\n")
+    lists = [str(tmp_path / "train.txt"), str(tmp_path / "val.txt")]
+    args = train.parse_args(["--train-list", *lists, "--num-classes", "4", "--out", str(tmp_path)])
+    dataset = SegmentationDataset(args.train_list)
+    assert len(dataset) == 3 and [int(dataset[i][1][0, 0]) for i in range(3)] == [1, 2, 3]
+    assert len(SegmentationDataset(lists[0])) == 2  # one file, as before

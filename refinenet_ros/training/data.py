@@ -43,7 +43,8 @@ def read_label(path):
 
 
 class SegmentationDataset(Dataset):
-    """Yields ``(image uint8 3xHxW tensor, label int64 HxW tensor)``.
+    """Yields ``(image uint8 3xHxW tensor, label int64 HxW tensor)`` of the pairs of one list
+    file or of several in order (e.g. CamVid's train and val lists for the train+val protocol).
 
     With ``crop`` set, each sample is randomly rescaled by a factor in ``scale``, padded
     (label with ``ignore_index``) to at least the crop, randomly cropped, optionally
@@ -52,7 +53,8 @@ class SegmentationDataset(Dataset):
 
     def __init__(self, list_file, root=None, crop=None, scale=(1.0, 1.0), flip=False,
                  color_jitter=0.0, ignore_index=255, limit=None):
-        self.pairs = read_list(list_file, root)[:limit]
+        lists = [list_file] if isinstance(list_file, (str, os.PathLike)) else list(list_file)
+        self.pairs = [pair for name in lists for pair in read_list(name, root)][:limit]
         self.crop = tuple(crop) if crop else None
         self.scale, self.flip, self.color_jitter = scale, flip, color_jitter
         self.ignore_index = ignore_index

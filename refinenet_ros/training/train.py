@@ -41,7 +41,8 @@ from .optim import autocast_dtype, build_optimizer, lr_factor, set_bn_frozen
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="refinenet-train", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--train-list", required=True, help="list file of 'IMAGE LABEL' lines")
+    p.add_argument("--train-list", required=True, nargs="+", metavar="LIST",
+                   help="list file(s) of 'IMAGE LABEL' lines; several are joined (train + val)")
     p.add_argument("--val-list", help="validation list file (mIoU per --val-every epochs)")
     p.add_argument("--arch", default="mbv2", choices=available_archs())
     p.add_argument("--num-classes", type=int, required=True)
