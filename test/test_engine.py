@@ -370,7 +370,7 @@ def test_top_class_class_by_class_equals_all_classes_at_once(classes):
         for with_confidence in (False, True):
             labels, confidence = top_class(logits, size, with_confidence)
             by_class, by_class_confidence = top_class(logits, size, with_confidence, max_elements=0)
-            assert by_class.dtype == (torch.uint8 if classes <= 255 else torch.int32)
+            assert by_class.dtype == torch.int32
             np.testing.assert_array_equal(by_class.long().numpy(), labels.numpy())
             if with_confidence:
                 np.testing.assert_allclose(by_class_confidence.numpy(), confidence.numpy(), rtol=1e-5)

@@ -53,7 +53,7 @@ class OnnxModel:
     when static, else None) and ``batch_size`` (int when static, else None).
     """
 
-    def __init__(self, path, device="cpu", threads=None, providers=None):
+    def __init__(self, path, device="cpu", threads=None, providers=None, profile_prefix=None):
         import onnxruntime as ort
         self.path = str(path)
         if not os.path.isfile(self.path):
@@ -65,6 +65,9 @@ class OnnxModel:
         options.log_severity_level = 3  # not a warning per constant that the optimiser folds away
         if threads:
             options.intra_op_num_threads = int(threads)
+        if profile_prefix:  # ONNX Runtime's per-kernel profile, written by session.end_profiling()
+            options.enable_profiling = True
+            options.profile_file_prefix = str(profile_prefix)
         providers = providers or _providers(str(device), ort.get_available_providers())
         try:
             self.session = ort.InferenceSession(self.path, options, providers=providers)

@@ -192,7 +192,7 @@ class Segmenter:
         return tops
 
     def _finish(self, labels, confidence):
-        color = self._palette.index_select(0, labels.flatten().int()).view(*labels.shape, 3)
+        color = self._palette.index_select(0, labels.flatten()).view(*labels.shape, 3)
         labels = labels.to(self._label_dtype).cpu().numpy()
         if self._label_dtype != torch.uint8:
             labels = labels.astype(np.uint16)

@@ -27,7 +27,7 @@ def upsample(scores, size):
 
 def top_class(logits, size, with_confidence=False, max_elements=None):
     """(labels, confidence) of N x C x h x w ``logits`` upsampled to ``size`` (H, W): labels
-    N x H x W (int64, or uint8 / int32 when computed class by class), confidence the top-class
+    N x H x W (int64, or int32 when computed class by class), confidence the top-class
     softmax probability (N x H x W float32) when asked for, else None. Class by class above
     ``max_elements`` (default ``MAX_SCORE_ELEMENTS``) upsampled scores."""
     n, classes = logits.shape[:2]
@@ -49,8 +49,7 @@ def _top_class_by_class(logits, size, with_confidence):
         plane = upsample(logits[:, index:index + 1].float(), size)[:, 0]
         if top is None:
             top = plane
-            labels = torch.zeros(plane.shape, dtype=torch.uint8 if classes <= 255 else torch.int32,
-                                 device=plane.device)
+            labels = torch.zeros(plane.shape, dtype=torch.int32, device=plane.device)
             denominator = torch.ones_like(plane) if with_confidence else None
             continue
         higher = plane > top  # strictly: on ties the lower index stays, as in max(1)

@@ -5,8 +5,8 @@ block (``encoder/stages.3``, ``decoder/levels.2``, ``classifier``...) and per op
     python -m refinenet_ros.tools.profile_onnx my.onnx --height 720 --width 960 --runs 5 --json
 
 Timings are the kernels' own (ONNX Runtime's ``*_kernel_time`` events), averaged over
-``--runs`` runs after ``--warmup``; the session is set up as the engine sets it up (CPU,
-``--threads`` intra-op threads, no spinning). Shares are of the summed kernel time.
+``--runs`` runs after ``--warmup``; the session is the engine's own (:class:`OnnxModel` on the
+CPU, ``--threads`` intra-op threads, no spinning). Shares are of the summed kernel time.
 """
 import argparse
 import collections
@@ -54,27 +54,18 @@ def kernel_times(events):
 
 def profile(path, height, width, runs, warmup, threads=0):
     """{"by_block": {block: ms}, "by_op": {op: ms}, "total_ms": ms} per run of ``path``."""
-    import onnxruntime as ort
-    model = OnnxModel(path, "cpu", threads=threads or None)  # validates the file and its metadata
-    graph_input = model.session.get_inputs()[0]
-    shape = [d if isinstance(d, int) else 1 for d in graph_input.shape]
-    spatial = (1, 2) if model.input_mode == "uint8_nhwc" else (2, 3)
-    for axis, size in zip(spatial, (height, width)):
-        shape[axis] = graph_input.shape[axis] if isinstance(graph_input.shape[axis], int) else size
-    dtype = ONNX_DTYPES.get(graph_input.type, np.float32)
-    x = (np.random.default_rng(0).random(shape) * (255 if dtype == np.uint8 else 1)).astype(dtype)
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
     with tempfile.TemporaryDirectory(prefix="refinenet_ros_profile_") as folder:
-        options.enable_profiling = True
-        options.profile_file_prefix = os.path.join(folder, "profile")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        model = OnnxModel(path, "cpu", threads=threads or None, profile_prefix=os.path.join(folder, "profile"))
+        graph_input = model.session.get_inputs()[0]
+        shape = [d if isinstance(d, int) else 1 for d in graph_input.shape]
+        spatial = (1, 2) if model.input_mode == "uint8_nhwc" else (2, 3)
+        for axis, size in zip(spatial, (height, width)):
+            shape[axis] = graph_input.shape[axis] if isinstance(graph_input.shape[axis], int) else size
+        dtype = ONNX_DTYPES.get(graph_input.type, np.float32)
+        x = (np.random.default_rng(0).random(shape) * (255 if dtype == np.uint8 else 1)).astype(dtype)
         for _ in range(warmup + runs):
-            session.run(None, {graph_input.name: x})
-        with open(session.end_profiling()) as file:
+            model.session.run(None, {graph_input.name: x})
+        with open(model.session.end_profiling()) as file:
             events = json.load(file)
     # only the kernels of the last ``runs`` runs: the first runs of a session allocate
     windows = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")[-runs:]
