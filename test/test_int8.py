@@ -12,12 +12,8 @@ from conftest import randomise_batchnorm
 from refinenet_ros import Segmenter
 from refinenet_ros.engine.backends import choose_backend
 from refinenet_ros.engine.export import ExportWrapper, export_onnx, load_fused_model
-from refinenet_ros.engine.quantize import (
-    FLOAT_LAYERS,
-    frame_paths,
-    quantize_onnx,
-    read_frames,
-)
+from refinenet_ros.engine.frames import frame_paths, read_frames
+from refinenet_ros.engine.quantize import FLOAT_LAYERS, quantize_onnx
 from refinenet_ros.models import create_model
 from refinenet_ros.tools.export import main as export_main
 
@@ -117,7 +113,7 @@ def test_int8_errors_say_what_to_do(weights, int8_onnx, tmp_path):
         Segmenter(weights=str(weights), device="cpu", precision="int4")
     with pytest.raises(ValueError, match="at least one frame"):
         quantize_onnx(tmp_path / "fp32.onnx", tmp_path / "x.onnx", [])
-    with pytest.raises(FileNotFoundError, match="neither a folder nor a list file"):
+    with pytest.raises(FileNotFoundError, match="neither a folder, a list file nor a video"):
         frame_paths(tmp_path / "missing")
 
 
@@ -129,6 +125,22 @@ def test_frame_lists_resolve_relative_to_the_list(frames_dir, tmp_path):
     # offsets 0 and 1 give disjoint, evenly spread frames (calibration vs agreement check)
     a, b = read_frames(frames_dir, 4, offset=0), read_frames(frames_dir, 4, offset=1)
     assert len(a) == len(b) == 4 and not any(np.array_equal(x, y) for x in a for y in b)
+
+
+def test_frames_are_sampled_evenly_from_a_video(tmp_path):
+    import cv2
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for level in range(0, 250, 25):  # 10 frames, each one grey level
+        writer.write(np.full((48, 64, 3), level, np.uint8))
+    writer.release()
+    grey = lambda frames: [round(float(f.mean()) / 25) * 25 for f in frames]  # MJPG is lossy
+    assert grey(read_frames(path, 5)) == [0, 50, 100, 150, 200]
+    assert grey(read_frames(path, 5, offset=1)) == [25, 75, 125, 175, 225]
+    assert read_frames(path, 5)[0].shape == (48, 64, 3)
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    with pytest.raises(ValueError, match="cannot read video .*broken.mp4"):
+        read_frames(tmp_path / "broken.mp4", 2)
 
 
 def test_export_cli_int8_checks_agreement_and_removes_a_failed_model(weights, frames_dir, tmp_path, capsys):

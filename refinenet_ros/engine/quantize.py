@@ -12,53 +12,19 @@ import contextlib
 import json
 import logging
 import os
-import pathlib
 import shutil
 import tempfile
 
 import numpy as np
 
 from ..models import normalize_images
+from .frames import read_frames
 
 # Node-name fragments of the layers kept in fp32: MobileNet-v2 stem and stages 0-2 (output
 # stride <= 8, measured above); for ResNets conv1 and layer1 by analogy (no trained ResNet
 # weights ship, so that choice is unmeasured).
 FLOAT_LAYERS = ("/encoder/stem/", "/encoder/stages.0/", "/encoder/stages.1/", "/encoder/stages.2/",
                 "/encoder/conv1/", "/encoder/layer1/")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm")
-
-
-def frame_paths(source):
-    """Image paths of ``source``: a folder of images, or a list file whose lines start with an
-    image path (relative to the list's folder, as CamVid's ``train.txt``)."""
-    source = pathlib.Path(source)
-    if source.is_dir():
-        paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    elif source.is_file():
-        lines = [line.split() for line in source.read_text().splitlines()]
-        paths = [source.parent / words[0].lstrip("/") for words in lines if words]
-    else:
-        raise FileNotFoundError(f"calibration source {source} is neither a folder nor a list file")
-    if not paths:
-        raise ValueError(f"no images in {source}")
-    return paths
-
-
-def read_frames(source, count, offset=0):
-    """``count`` RGB uint8 frames spread evenly over ``source`` (see :func:`frame_paths`),
-    starting ``offset`` frames into each stride, so that offset 0 and 1 give disjoint sets."""
-    import cv2
-    paths = frame_paths(source)
-    stride = max(1, len(paths) // max(1, count))
-    chosen = paths[offset % stride::stride][:count]
-    frames = []
-    for path in chosen:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"cannot read image {path}")
-        frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-    return frames
-
 
 def graph_input(frames, input_mode, size=None):
     """Frames as one-frame inputs of an exported graph (``input_mode`` as in the export)."""

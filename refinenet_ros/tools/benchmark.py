@@ -92,7 +92,7 @@ def run(args):
     model = load_checkpoint(create_model(engine.arch, engine.num_classes), args.weights)
     baseline = NaiveSegmenter(model, engine.palette, args.input_size, engine.device)
     if args.frames:  # real frames: label agreement then means what it says
-        from ..engine.quantize import read_frames
+        from ..engine.frames import read_frames
         frames = read_frames(args.frames, args.batch)
         args.height, args.width = frames[0].shape[:2]
         checked = read_frames(args.frames, max(args.batch, AGREEMENT_FRAMES))

@@ -1,0 +1,67 @@
+"""Sample frames from disk for calibration, benchmarks and confidence checks: an image folder,
+a list file whose lines start with an image path (CamVid's ``train.txt``), or a video file.
+``image_source`` (the ROS side) reads the same image suffixes."""
+import pathlib
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v")
+
+
+def frame_paths(source):
+    """Image paths of ``source``: a folder of images, or a list file whose lines start with an
+    image path (relative to the list's folder, as CamVid's ``train.txt``)."""
+    source = pathlib.Path(source)
+    if source.is_dir():
+        paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    elif source.is_file():
+        lines = [line.split() for line in source.read_text().splitlines()]
+        paths = [source.parent / words[0].lstrip("/") for words in lines if words]
+    else:
+        raise FileNotFoundError(f"frame source {source} is neither a folder, a list file nor a video")
+    if not paths:
+        raise ValueError(f"no images in {source}")
+    return paths
+
+
+def read_frames(source, count, offset=0):
+    """``count`` RGB uint8 frames spread evenly over ``source`` (a folder, a list file or a
+    video), starting ``offset`` frames into each stride, so that offset 0 and 1 give disjoint
+    sets."""
+    import cv2
+    if pathlib.Path(source).suffix.lower() in VIDEO_SUFFIXES:
+        return _video_frames(source, count, offset)
+    paths = frame_paths(source)
+    stride = max(1, len(paths) // max(1, count))
+    frames = []
+    for path in paths[offset % stride::stride][:count]:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"cannot read image {path}")
+        frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    return frames
+
+
+def _video_frames(path, count, offset):
+    import cv2
+    if not pathlib.Path(path).is_file():
+        raise FileNotFoundError(f"video {path} does not exist")
+    video = cv2.VideoCapture(str(path))
+    try:
+        total = int(video.get(cv2.CAP_PROP_FRAME_COUNT))
+        if not video.isOpened() or total < 1:
+            raise ValueError(f"cannot read video {path} (not a video OpenCV can decode?)")
+        stride = max(1, total // max(1, count))
+        frames = []
+        for index in range(offset % stride, total, stride):
+            video.set(cv2.CAP_PROP_POS_FRAMES, index)
+            ok, image = video.read()
+            if not ok:
+                break  # containers often over-count their frames
+            frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+            if len(frames) == count:
+                break
+    finally:
+        video.release()
+    if not frames:
+        raise ValueError(f"no frame could be decoded from {path}")
+    return frames
