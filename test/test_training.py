@@ -122,6 +122,39 @@ def test_eval_cli_on_labels_made_from_the_model_itself(tmp_path):
                                         np.concatenate([predicted_top, truth]), 3)
     assert result["confusion_matrix"] == expected.tolist()
 
+    # Calibration counts the labelled pixels only: image 1 (all right) and image 0's top row.
+    assert evaluate.main(["--list", str(tmp_path / "list.txt"), "--weights", str(weights), "--arch", "mbv2",
+                          "--device", "cpu", "--precision", "fp32", "--confidence", "--json", str(out)]) == 0
+    confidence = json.loads(out.read_text())["confidence"]
+    assert confidence["pixels"] == 64 + truth.size
+    assert sum(row["share"] for row in confidence["bins"]) == pytest.approx(1.0)
+    right = sum(row["share"] * row["accuracy"] for row in confidence["bins"]) * confidence["pixels"]
+    assert round(right) == truth.size + int((predicted_top == 2).sum())
+    # Unlabelled frames (the folder of images): confidence profile and class shares.
+    assert evaluate.main(["--images", str(tmp_path), "--weights", str(weights), "--arch", "mbv2",
+                          "--device", "cpu", "--precision", "fp32", "--json", str(out)]) == 0
+    profile = json.loads(out.read_text())
+    assert profile["images"] == 4  # img0, img1, lab0, lab1: every image in the folder
+    assert sum(profile["class_shares"].values()) == pytest.approx(1.0)
+    assert "expected_calibration_error" not in profile["confidence"]
+    assert 1 / 3 <= profile["confidence"]["mean_confidence"] <= 1.0
+
+
+def test_confidence_bins_give_shares_accuracy_and_calibration_error():
+    bins = metrics.ConfidenceBins()
+    confidence = np.array([[0.95, 0.95, 0.95, 0.95], [0.45, 0.45, 0.45, 1.0]])
+    correct = np.array([[True, True, True, False], [True, False, False, True]])
+    bins.add(confidence, correct, valid=np.array([[1, 1, 1, 1], [1, 1, 1, 0]], bool))  # 1.0 ignored
+    summary = bins.summary(labelled=True)
+    assert summary["pixels"] == 7 and summary["share_below_0.5"] == pytest.approx(3 / 7)
+    low, high = summary["bins"]
+    assert (low["from"], low["to"], high["from"], high["to"]) == (0.4, 0.5, 0.9, 1.0)
+    assert low["accuracy"] == pytest.approx(1 / 3) and high["accuracy"] == pytest.approx(0.75)
+    ece = 3 / 7 * abs(1 / 3 - 0.45) + 4 / 7 * abs(0.75 - 0.95)
+    assert summary["expected_calibration_error"] == pytest.approx(ece)
+    bins.add(np.ones((2, 2)))  # confidence 1.0 falls into the last bin
+    assert bins.summary(labelled=False)["bins"][-1]["share"] == pytest.approx(8 / 11)
+
 
 SHIPPED_FLOOR_MIOU = 0.45  # far below the figure reported in the model card
 

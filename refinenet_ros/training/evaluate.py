@@ -38,7 +38,14 @@ def validate(model, loader, num_classes, ignore_index, device, amp_dtype):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="refinenet-eval", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--list", required=True, help="list file of 'IMAGE LABEL' lines")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--list", help="list file of 'IMAGE LABEL' lines: IoU and accuracy")
+    source.add_argument("--images", metavar="SOURCE",
+                        help="unlabelled frames (image folder, list file or video): the confidence "
+                             "profile and class shares only, e.g. to see how far footage is from "
+                             "the training domain")
+    p.add_argument("--confidence", action="store_true",
+                   help="with --list: also the calibration table (accuracy per confidence bin)")
     p.add_argument("--weights", default="default", help="checkpoint (.pth/.onnx) or 'default'")
     p.add_argument("--arch", default=None, help="architecture (default: the Segmenter's; the shipped model's for 'default')")
     p.add_argument("--num-classes", type=int, default=None, help="default: inferred from the weights")
@@ -50,25 +57,40 @@ def parse_args(argv=None):
     p.add_argument("--scales", type=float, nargs="+", default=[1.0])
     p.add_argument("--flip", action="store_true")
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N pairs")
+    p.add_argument("--limit", type=int, default=None,
+                   help="evaluate only the first N pairs (--images: N frames spread evenly, default 40)")
     p.add_argument("--json", default=None, help="write the results here")
     return p.parse_args(argv)
 
 
-def evaluate_pairs(segmenter, pairs, ignore_index, batch_size=4):
-    """Confusion matrix of ``segmenter`` over ``(image_path, label_path)`` pairs."""
+def evaluate_pairs(segmenter, pairs, ignore_index, batch_size=4, bins=None):
+    """Confusion matrix of ``segmenter`` over ``(image_path, label_path)`` pairs; with
+    ``bins`` (:class:`metrics.ConfidenceBins`) also its calibration on the labelled pixels."""
     n = segmenter.num_classes
     confusion = np.zeros((n, n), dtype=np.int64)
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
         images = [read_image_rgb(image_path) for image_path, _ in chunk]
-        for (_, label_path), result in zip(chunk, segmenter.segment(images)):
+        for (_, label_path), result in zip(chunk, segmenter.segment(images, with_confidence=bins is not None)):
             label = read_label(label_path)
             if label.shape != result.labels.shape:
                 raise ValueError(f"{label_path}: label {label.shape} and prediction "
                                  f"{result.labels.shape} differ in size")
             confusion += metrics.confusion_matrix(label, result.labels, n, ignore_index)
+            if bins is not None:
+                valid = (label != ignore_index) & (label < n)
+                bins.add(result.confidence, label == result.labels, valid)
     return confusion
+
+
+def profile_frames(segmenter, frames, batch_size=4):
+    """Confidence bins and pixels per class of ``segmenter`` over unlabelled RGB ``frames``."""
+    bins, class_pixels = metrics.ConfidenceBins(), np.zeros(segmenter.num_classes, np.int64)
+    for start in range(0, len(frames), batch_size):
+        for result in segmenter.segment(frames[start:start + batch_size], with_confidence=True):
+            bins.add(result.confidence)
+            class_pixels += np.bincount(result.labels.ravel(), minlength=segmenter.num_classes)
+    return bins, class_pixels
 
 
 def summarize(confusion, class_names):
@@ -96,31 +118,67 @@ def format_table(summary):
     return "\n".join(lines)
 
 
+def format_confidence(confidence):
+    lines = [f"mean top-class confidence {confidence['mean_confidence']:.3f}, "
+             f"{100 * confidence['share_below_0.5']:.1f}% of pixels below 0.5",
+             "confidence   pixels %" + ("   accuracy %" if "expected_calibration_error" in confidence else "")]
+    for row in confidence["bins"]:
+        accuracy = f"   {100 * row['accuracy']:10.1f}" if "accuracy" in row else ""
+        lines.append(f"{row['from']:.1f}-{row['to']:.1f}    {100 * row['share']:8.2f}{accuracy}")
+    if "expected_calibration_error" in confidence:
+        lines.append(f"expected calibration error {100 * confidence['expected_calibration_error']:.2f}%")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     args = parse_args(argv)
     from ..engine.segmenter import (
         Segmenter,  # torch import deferred until the arguments are valid
     )
 
-    pairs = read_list(args.list)[:args.limit]
     arch = {"arch": args.arch} if args.arch else {}
     segmenter = Segmenter(**arch, weights=args.weights, num_classes=args.num_classes,
                           device=args.device, precision=args.precision,
                           input_size=tuple(args.input_size) if args.input_size else None,
                           scales=tuple(args.scales), flip=args.flip)
     started = time.perf_counter()
-    confusion = evaluate_pairs(segmenter, pairs, args.ignore_index, args.batch_size)
+    if args.images:
+        summary = _profile_images(segmenter, args)
+    else:
+        pairs = read_list(args.list)[:args.limit]
+        bins = metrics.ConfidenceBins() if args.confidence else None
+        summary = summarize(evaluate_pairs(segmenter, pairs, args.ignore_index, args.batch_size, bins),
+                            segmenter.class_names)
+        summary["images"] = len(pairs)
+        print(format_table(summary))
+        if bins is not None:
+            summary["confidence"] = bins.summary(labelled=True)
+            print(format_confidence(summary["confidence"]))
     seconds = time.perf_counter() - started
-    summary = summarize(confusion, segmenter.class_names)
-    summary.update(images=len(pairs), seconds=round(seconds, 2), weights=args.weights,
-                   arch=segmenter.arch, device=str(segmenter.device), precision=segmenter.precision,
-                   scales=args.scales, flip=args.flip)
-    print(format_table(summary))
-    print(f"{len(pairs)} images in {seconds:.1f} s on {segmenter.device} ({segmenter.precision})")
+    summary.update(seconds=round(seconds, 2), weights=args.weights, arch=segmenter.arch,
+                   device=str(segmenter.device), precision=segmenter.precision, scales=args.scales,
+                   flip=args.flip)
+    print(f"{summary['images']} images in {seconds:.1f} s on {segmenter.device} ({segmenter.precision})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=2)
     return 0
+
+
+def _profile_images(segmenter, args):
+    from ..engine.frames import read_frames
+    try:
+        frames = read_frames(args.images, args.limit or 40)
+    except (OSError, ValueError) as exc:
+        sys.exit(f"refinenet-eval: {exc}")
+    bins, class_pixels = profile_frames(segmenter, frames, args.batch_size)
+    shares = class_pixels / max(int(class_pixels.sum()), 1)
+    summary = {"images": len(frames), "source": str(args.images), "confidence": bins.summary(labelled=False),
+               "class_shares": {name: float(v) for name, v in zip(segmenter.class_names, shares)}}
+    print(format_confidence(summary["confidence"]))
+    print("classes: " + ", ".join(f"{name} {100 * v:.1f}%" for name, v in
+                                  sorted(summary["class_shares"].items(), key=lambda kv: -kv[1]) if v > 0))
+    return summary
 
 
 if __name__ == "__main__":
