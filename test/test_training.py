@@ -1,5 +1,7 @@
 """Training and evaluation tools: a tiny real training run, known IoUs, the shipped model."""
 import json
+import os
+import pathlib
 
 import cv2
 import numpy as np
@@ -261,3 +263,20 @@ def test_several_train_lists_are_joined_in_order(tmp_path):
     dataset = SegmentationDataset(args.train_list)
     assert len(dataset) == 3 and [int(dataset[i][1][0, 0]) for i in range(3)] == [1, 2, 3]
     assert len(SegmentationDataset(lists[0])) == 2  # one file, as before
+
+
+@pytest.mark.slow
+def test_camvid_recipe_script_trains_the_final_model_on_train_and_val(tmp_path, camvid_root):
+    """scripts/train_camvid.sh final: the shipped recipe on both splits (one step here)."""
+    import subprocess
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env = {**os.environ, "REFINENET_SHARED": str(camvid_root.parents[1])}
+    done = subprocess.run([str(root / "scripts" / "train_camvid.sh"), "final", str(tmp_path / "final"),
+                           "--max-iters", "1", "--crop", "96", "128", "--batch-size", "2", "--workers", "0"],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "training on 468 images of" in done.stdout and "validating" not in done.stdout
+    assert torch.load(tmp_path / "final" / "final.pth", weights_only=True)["num_classes"] == 11
+    wrong = subprocess.run([str(root / "scripts" / "train_camvid.sh"), "sometimes", "x"],
+                           capture_output=True, text=True, env=env)
+    assert wrong.returncode == 2 and "usage: scripts/train_camvid.sh select|final OUT" in wrong.stderr

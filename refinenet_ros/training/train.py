@@ -160,6 +160,9 @@ class Trainer:
         if len(self.train_loader) == 0:
             sys.exit(f"refinenet-train: {len(self.train_set)} images are fewer than one batch of "
                      f"{args.batch_size}")
+        if ctx.is_main:
+            print(f"training on {len(self.train_set)} images of {', '.join(args.train_list)}"
+                  f"{f', validating on {args.val_list}' if args.val_list else ''}", flush=True)
         self.val_loader = None
         if args.val_list and ctx.is_main:
             val_set = SegmentationDataset(args.val_list, ignore_index=args.ignore_index)
