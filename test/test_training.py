@@ -13,16 +13,25 @@ from refinenet_ros.training import evaluate, metrics, train
 from refinenet_ros.training.data import SegmentationDataset, class_weights
 
 
-def _write_list(tmp_path, camvid_root, split, count):
-    lines = (camvid_root / f"{split}.txt").read_text().split("\n")[:count]
-    path = tmp_path / f"{split}.txt"
-    path.write_text("\n".join(" ".join(str(camvid_root / p) for p in line.split()) for line in lines))
-    return path
+def _small_copies(tmp_path, camvid_root, count):
+    """A list of 96x128 copies of the first ``count`` CamVid training pairs."""
+    lines = []
+    for number, line in enumerate((camvid_root / "train.txt").read_text().split("\n")[:count]):
+        image_path, label_path = (camvid_root / p for p in line.split())
+        image = cv2.resize(cv2.imread(str(image_path)), (128, 96), interpolation=cv2.INTER_AREA)
+        label = cv2.resize(cv2.imread(str(label_path), cv2.IMREAD_UNCHANGED), (128, 96),
+                           interpolation=cv2.INTER_NEAREST)
+        cv2.imwrite(str(tmp_path / f"{number}.png"), image)
+        cv2.imwrite(str(tmp_path / f"{number}_label.png"), label)
+        lines.append(f"{number}.png {number}_label.png")
+    train_list = tmp_path / "small.txt"
+    train_list.write_text("\n".join(lines) + "\n")
+    return train_list
 
 
 @pytest.mark.slow
 def test_tiny_training_run_lowers_loss_and_checkpoint_loads_back(tmp_path, camvid_root, imagenet_mbv2_weights):
-    train_list = _write_list(tmp_path, camvid_root, "train", 4)
+    train_list = _small_copies(tmp_path, camvid_root, 4)  # cropped whole: the same pixels every epoch
     out = tmp_path / "run"
     argv = ["--train-list", str(train_list), "--num-classes", "11", "--ignore-index", "11",
             "--encoder-weights", str(imagenet_mbv2_weights), "--out", str(out), "--epochs", "8",
@@ -190,18 +199,7 @@ def test_torchrun_two_processes_match_one_process_on_the_same_global_batch(
     normalised over the global batch, so ignored pixels per process do not matter)."""
     import subprocess
     import sys
-    # 96x128 copies of 4 CamVid pairs, cropped whole: no augmentation randomness is left.
-    lines = []
-    for number, line in enumerate((camvid_root / "train.txt").read_text().split("\n")[:4]):
-        image_path, label_path = (camvid_root / p for p in line.split())
-        image = cv2.resize(cv2.imread(str(image_path)), (128, 96), interpolation=cv2.INTER_AREA)
-        label = cv2.resize(cv2.imread(str(label_path), cv2.IMREAD_UNCHANGED), (128, 96),
-                           interpolation=cv2.INTER_NEAREST)
-        cv2.imwrite(str(tmp_path / f"{number}.png"), image)
-        cv2.imwrite(str(tmp_path / f"{number}_label.png"), label)
-        lines.append(f"{number}.png {number}_label.png")
-    train_list = tmp_path / "small.txt"
-    train_list.write_text("\n".join(lines) + "\n")
+    train_list = _small_copies(tmp_path, camvid_root, 4)  # cropped whole: no augmentation randomness
     assert train.main(_one_step_argv(train_list, imagenet_mbv2_weights, tmp_path / "one")) == 0
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                 "--standalone", "-m", "refinenet_ros.training.train"]
@@ -280,3 +278,47 @@ def test_camvid_recipe_script_trains_the_final_model_on_train_and_val(tmp_path, 
     wrong = subprocess.run([str(root / "scripts" / "train_camvid.sh"), "sometimes", "x"],
                            capture_output=True, text=True, env=env)
     assert wrong.returncode == 2 and "usage: scripts/train_camvid.sh select|final OUT" in wrong.stderr
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_a_run_resumed_at_an_epoch_ends_as_the_uninterrupted_run(tmp_path, monkeypatch):
+    """Shuffle order and augmentation are seeded per epoch: resuming repeats nothing, so a run
+    stopped after epoch 1 and resumed ends with the uninterrupted run's weights and losses."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for number in range(6):
+        cv2.imwrite(str(tmp_path / f"{number}.png"), rng.integers(0, 256, (60, 80, 3), dtype=np.uint8))
+        label = np.repeat(rng.integers(0, 3, (6, 8), dtype=np.uint8), 10, 0).repeat(10, 1)
+        cv2.imwrite(str(tmp_path / f"{number}_label.png"), label)
+        lines.append(f"{number}.png {number}_label.png")
+    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+
+    def argv(out):
+        return ["--train-list", str(tmp_path / "list.txt"), "--num-classes", "3", "--out", str(out),
+                "--epochs", "3", "--batch-size", "2", "--crop", "48", "64", "--scale", "0.75", "1.25",
+                "--color-jitter", "0.2", "--optimizer", "adamw", "--lr", "1e-3", "--ema", "0.9",
+                "--amp", "off", "--workers", "1", "--threads", "1", "--no-progress", "--seed", "5"]
+
+    assert train.main(argv(tmp_path / "whole")) == 0
+    end_epoch = train.Trainer._end_epoch
+
+    def stop_after_first_epoch(trainer, record):
+        end_epoch(trainer, record)
+        if trainer.epoch == 1:
+            raise _Interrupted
+
+    monkeypatch.setattr(train.Trainer, "_end_epoch", stop_after_first_epoch)
+    with pytest.raises(_Interrupted):
+        train.main(argv(tmp_path / "resumed"))
+    assert train.main(argv(tmp_path / "resumed")) == 0
+    logs = [[json.loads(line) for line in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+            for run in ("whole", "resumed")]
+    assert [r["loss"] for r in logs[0]] == [r["loss"] for r in logs[1]]
+    assert len({r["loss"] for r in logs[0]}) == 3
+    whole, resumed = (torch.load(tmp_path / run / "final.pth", weights_only=True)["model"]
+                      for run in ("whole", "resumed"))
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)

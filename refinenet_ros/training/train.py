@@ -10,7 +10,6 @@ import argparse
 import copy
 import json
 import os
-import random
 import re
 import sys
 import time
@@ -111,8 +110,6 @@ class Trainer:
         self.args, self.ctx, self.device = args, ctx, device
         if args.threads:
             torch.set_num_threads(args.threads)
-        random.seed(args.seed)
-        np.random.seed(args.seed + ctx.rank)
         torch.manual_seed(args.seed)  # the same initial weights in every process
         self.amp_dtype = autocast_dtype(args.amp, device)
         self.model = self._build_model()
@@ -151,12 +148,13 @@ class Trainer:
                                              flip=not args.no_flip, color_jitter=args.color_jitter,
                                              ignore_index=args.ignore_index, limit=args.limit)
         self.sampler = distributed.sampler(ctx, self.train_set, args.seed)
-        generator = torch.Generator().manual_seed(args.seed + ctx.rank)  # augmentation streams differ
+        # Reseeded every epoch (_seed_epoch), so workers are not persistent: each epoch's take
+        # their seeds from it afresh.
+        self.generator = torch.Generator()
         self.train_loader = DataLoader(
             self.train_set, batch_size=args.batch_size // ctx.world_size, sampler=self.sampler,
             shuffle=self.sampler is None, drop_last=True, num_workers=args.workers,
-            worker_init_fn=worker_seed, generator=generator, persistent_workers=args.workers > 0,
-            pin_memory=self.device.type == "cuda")
+            worker_init_fn=worker_seed, generator=self.generator, pin_memory=self.device.type == "cuda")
         if len(self.train_loader) == 0:
             sys.exit(f"refinenet-train: {len(self.train_set)} images are fewer than one batch of "
                      f"{args.batch_size}")
@@ -185,8 +183,7 @@ class Trainer:
         if self.ctx.is_main:
             os.makedirs(self.args.out, exist_ok=True)
         while self.epoch < self.args.epochs and self.iteration < self.total_iters:
-            if self.sampler is not None:
-                self.sampler.set_epoch(self.epoch)
+            self._seed_epoch()
             record = self._train_epoch()
             self.epoch += 1
             if self.ctx.is_main:
@@ -198,6 +195,14 @@ class Trainer:
             print(f"done: {self.iteration} iterations; weights in "
                   f"{os.path.join(self.args.out, 'final.pth')}", flush=True)
         return 0
+
+    def _seed_epoch(self):
+        """This epoch's random streams from (seed, rank, epoch): resuming repeats nothing."""
+        seed = int(np.random.SeedSequence([self.args.seed, self.ctx.rank, self.epoch]).generate_state(1)[0])
+        if self.sampler is not None:
+            self.sampler.set_epoch(self.epoch)  # the order: the same in every process
+        self.generator.manual_seed(seed)  # shuffle order (one process) and the workers' seeds
+        np.random.seed(seed)  # augmentation with --workers 0
 
     def _train_epoch(self):
         args, device = self.args, self.device
