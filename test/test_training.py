@@ -301,7 +301,8 @@ def test_a_run_resumed_at_an_epoch_ends_as_the_uninterrupted_run(tmp_path, monke
         return ["--train-list", str(tmp_path / "list.txt"), "--num-classes", "3", "--out", str(out),
                 "--epochs", "3", "--batch-size", "2", "--crop", "48", "64", "--scale", "0.75", "1.25",
                 "--color-jitter", "0.2", "--optimizer", "adamw", "--lr", "1e-3", "--ema", "0.9",
-                "--amp", "off", "--workers", "1", "--threads", "1", "--no-progress", "--seed", "5"]
+                "--amp", "off", "--workers", "1", "--threads", "1", "--no-progress", "--seed", "5",
+                "--val-list", str(tmp_path / "list.txt"), "--val-every", "3"]
 
     assert train.main(argv(tmp_path / "whole")) == 0
     end_epoch = train.Trainer._end_epoch
@@ -317,8 +318,18 @@ def test_a_run_resumed_at_an_epoch_ends_as_the_uninterrupted_run(tmp_path, monke
     assert train.main(argv(tmp_path / "resumed")) == 0
     logs = [[json.loads(line) for line in (tmp_path / run / "log.jsonl").read_text().splitlines()]
             for run in ("whole", "resumed")]
-    assert [r["loss"] for r in logs[0]] == [r["loss"] for r in logs[1]]
-    assert len({r["loss"] for r in logs[0]}) == 3
+    for record in (*logs[0], *logs[1]):
+        del record["seconds"]
+    assert logs[0] == logs[1] and len({r["loss"] for r in logs[0]}) == 3
+    # Validated at epoch 3 alone; with --ema the raw weights are scored beside the average.
+    assert [sorted(r) for r in logs[0]][1:] == [["epoch", "iteration", "loss"],
+                                                 ["epoch", "iteration", "loss", "val_iou", "val_miou",
+                                                  "val_miou_raw", "val_pixel_accuracy"]]
+    loader = torch.utils.data.DataLoader(SegmentationDataset(str(tmp_path / "list.txt")), batch_size=1)
+    for key, weights in (("val_miou_raw", "last.pth"), ("val_miou", "final.pth")):
+        model = load_checkpoint(create_model("mbv2", 3), str(tmp_path / "whole" / weights))
+        confusion = evaluate.validate(model, loader, 3, 255, torch.device("cpu"), None)
+        assert metrics.scores(confusion)["miou"] == pytest.approx(logs[0][2][key], abs=1e-9), key
     whole, resumed = (torch.load(tmp_path / run / "final.pth", weights_only=True)["model"]
                       for run in ("whole", "resumed"))
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)

@@ -6,7 +6,6 @@ fp16 with loss scaling on CUDA. Encoder and decoder learning rates differ by
 ``torchrun --nproc_per_node N`` (DistributedDataParallel; the global ``--batch-size`` is split
 across processes; rank 0 alone logs, validates and writes checkpoints).
 """
-import argparse
 import copy
 import json
 import os
@@ -21,7 +20,6 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..models import (
-    available_archs,
     create_model,
     load_imagenet_encoder,
     normalize_images,
@@ -34,55 +32,8 @@ from .data import (
 )
 from .evaluate import validate
 from .loss import SegmentationLoss, WeightAverage
+from .options import parse_args
 from .optim import autocast_dtype, build_optimizer, lr_factor, set_bn_frozen
-
-
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="refinenet-train", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--train-list", required=True, nargs="+", metavar="LIST",
-                   help="list file(s) of 'IMAGE LABEL' lines; several are joined (train + val)")
-    p.add_argument("--val-list", help="validation list file (mIoU per --val-every epochs)")
-    p.add_argument("--arch", default="mbv2", choices=available_archs())
-    p.add_argument("--num-classes", type=int, required=True)
-    p.add_argument("--ignore-index", type=int, default=255)
-    p.add_argument("--encoder-weights", default="none",
-                   help="torchvision ImageNet state_dict file, 'imagenet' (download), or 'none'")
-    p.add_argument("--out", required=True, help="output folder for checkpoints and log")
-    p.add_argument("--epochs", type=int, default=80)
-    p.add_argument("--batch-size", type=int, default=8,
-                   help="global batch; split evenly across torchrun processes")
-    p.add_argument("--crop", type=int, nargs=2, default=(240, 320), metavar=("H", "W"))
-    p.add_argument("--scale", type=float, nargs=2, default=(0.5, 2.0), metavar=("MIN", "MAX"))
-    p.add_argument("--no-flip", action="store_true")
-    p.add_argument("--color-jitter", type=float, default=0.2)
-    p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
-    p.add_argument("--lr", type=float, default=5e-3, help="decoder learning rate")
-    p.add_argument("--encoder-lr-mult", type=float, default=0.1)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=1e-5)
-    p.add_argument("--schedule", choices=("poly", "cosine"), default="poly")
-    p.add_argument("--warmup-iters", type=int, default=0)
-    p.add_argument("--freeze-bn", action="store_true", help="keep BatchNorm statistics and affine fixed")
-    p.add_argument("--class-weights", choices=("none", "auto"), default="none",
-                   help="'auto': inverse sqrt class frequency of the training labels")
-    p.add_argument("--ohem", type=float, default=0.0, metavar="P",
-                   help="online hard example mining: train only on pixels whose top-class "
-                        "probability is below P (at least 1/16 of them); 0 = off")
-    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
-                   help="evaluate and save an exponential moving average of the weights "
-                        "(e.g. 0.999 per step); 0 = off")
-    p.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default="auto",
-                   help="auto: fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32 (off)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-every", type=int, default=1)
-    p.add_argument("--max-iters", type=int, default=0, help="stop after this many iterations (tests)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N training images")
-    p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
 
 
 def save_atomic(obj, path):
@@ -92,7 +43,7 @@ def save_atomic(obj, path):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    args = parse_args(argv, description=__doc__)
     ctx, device = distributed.init(args.device)
     try:
         return Trainer(args, ctx, device).run()
@@ -247,18 +198,8 @@ class Trainer:
         args = self.args
         last_epoch = self.epoch == args.epochs or self.iteration >= self.total_iters
         if self.val_loader is not None and (self.epoch % args.val_every == 0 or last_epoch):
-            result = metrics.scores(validate(self._eval_model(), self.val_loader, args.num_classes,
-                                             args.ignore_index, self.device, self.amp_dtype))
-            record.update(val_miou=result["miou"], val_pixel_accuracy=result["pixel_accuracy"],
-                          val_iou=result["iou"])
-            print(f"epoch {self.epoch}: loss {record['loss']:.4f}  val mIoU {100 * result['miou']:.2f}%  "
-                  f"pixel acc {100 * result['pixel_accuracy']:.2f}%", flush=True)
-            if result["miou"] > self.best:
-                self.best = result["miou"]
-                save_atomic({"model": self._shipped_state(), "arch": args.arch, "epoch": self.epoch,
-                             "val_miou": self.best}, os.path.join(args.out, "best.pth"))
-        else:
-            print(f"epoch {self.epoch}: loss {record['loss']:.4f}", flush=True)
+            self._validate(record)
+        print(_epoch_line(self.epoch, record), flush=True)
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "epoch": self.epoch, "iteration": self.iteration, "best_miou": self.best,
                  "arch": args.arch, "torch_rng": torch.get_rng_state()}
@@ -267,6 +208,24 @@ class Trainer:
         save_atomic(state, self.last_path)
         with open(os.path.join(args.out, "log.jsonl"), "a") as f:
             f.write(json.dumps(record) + "\n")
+
+    def _validate(self, record):
+        """Scores of the shipped weights into ``record``, and with --ema the raw weights' mIoU
+        (what averaging gains); the best so far goes to best.pth."""
+        args = self.args
+
+        def scores(model):
+            return metrics.scores(validate(model, self.val_loader, args.num_classes, args.ignore_index,
+                                           self.device, self.amp_dtype))
+        result = scores(self._eval_model())
+        record.update(val_miou=result["miou"], val_pixel_accuracy=result["pixel_accuracy"],
+                      val_iou=result["iou"])
+        if self.ema is not None:
+            record["val_miou_raw"] = scores(self.model)["miou"]
+        if result["miou"] > self.best:
+            self.best = result["miou"]
+            save_atomic({"model": self._shipped_state(), "arch": args.arch, "epoch": self.epoch,
+                         "val_miou": self.best}, os.path.join(args.out, "best.pth"))
 
     def _shipped_state(self):
         """The weights evaluated and shipped: the moving average when --ema is on."""
@@ -279,6 +238,16 @@ class Trainer:
             self._ema_model = copy.deepcopy(self.model)
         self._ema_model.load_state_dict(self.ema.state_dict())
         return self._ema_model
+
+
+def _epoch_line(epoch, record):
+    line = f"epoch {epoch}: loss {record['loss']:.4f}"
+    if "val_miou" in record:
+        line += f"  val mIoU {100 * record['val_miou']:.2f}%"
+        if "val_miou_raw" in record:
+            line += f" (raw weights {100 * record['val_miou_raw']:.2f}%)"
+        line += f"  pixel acc {100 * record['val_pixel_accuracy']:.2f}%"
+    return line
 
 
 def _load_torchvision_imagenet(model, arch):
