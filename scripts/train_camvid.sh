@@ -27,7 +27,7 @@ fi
 # shellcheck disable=SC2086
 exec ${TORCHRUN:-python} -m refinenet_ros.training.train "${data[@]}" --num-classes 11 --ignore-index 11 \
   --encoder-weights "${REFINENET_SHARED:-../shared}/weights/mobilenet_v2_imagenet_torchvision.pth" \
-  --out "$out" --epochs 100 --batch-size 8 --crop 360 480 --scale 0.5 1.75 --color-jitter 0.3 \
+  --out "$out" --epochs 50 --batch-size 8 --crop 360 480 --scale 0.5 1.75 --color-jitter 0.3 \
   --freeze-bn --optimizer adamw --lr 1e-3 --encoder-lr-mult 0.1 --weight-decay 0.01 \
   --warmup-iters 200 --class-weights auto --ohem 0.7 --ema 0.998 --amp off --workers 1 --threads 2 \
   --seed 0 --no-progress "$@"
