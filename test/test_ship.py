@@ -70,3 +70,20 @@ def test_ship_evaluation_needs_its_split_and_the_metadata(run, capsys):
         ship.main(["--checkpoint", str(folder / "final.pth"), "--arch", "mbv2", "--output",
                    str(folder / "toy.pth"), "--training", "x"])
     assert "need --metadata" in capsys.readouterr().err
+
+
+def test_ship_camvid_script_says_what_is_missing_before_touching_anything(tmp_path):
+    """scripts/ship_camvid.sh refuses unfinished runs (no final.pth) with exit 2, naming the
+    file, before it sets anything up or writes anything."""
+    import pathlib
+    import subprocess
+    script = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "ship_camvid.sh"
+    usage = subprocess.run([str(script)], capture_output=True, text=True)
+    assert usage.returncode == 2 and "usage: scripts/ship_camvid.sh SELECT_OUT FINAL_OUT" in usage.stderr
+    (tmp_path / "select").mkdir()
+    torch.save({"model": {}}, tmp_path / "select" / "final.pth")
+    unfinished = subprocess.run([str(script), str(tmp_path / "select"), str(tmp_path / "final")],
+                                capture_output=True, text=True)
+    assert unfinished.returncode == 2
+    assert f"{tmp_path / 'final' / 'final.pth'} is missing (did the run finish?)" in unfinished.stderr
+    assert sorted(p.name for p in (tmp_path / "select").iterdir()) == ["final.pth"]
