@@ -7,6 +7,10 @@
 # Idempotent: dependencies are reinstalled only when requirements.txt or those wheels change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One setup at a time per checkout: two runs started side by side (scripts/train_camvid.sh select
+# and final) would otherwise build the wheel in the same ./build and one of them fails.
+exec 9<"$0"
+flock 9
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 if [ ! -x .venv/bin/python ]; then
