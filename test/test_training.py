@@ -280,6 +280,18 @@ def test_camvid_recipe_script_trains_the_final_model_on_train_and_val(tmp_path, 
     assert wrong.returncode == 2 and "usage: scripts/train_camvid.sh select|final OUT" in wrong.stderr
 
 
+def _random_pairs(tmp_path, count):
+    """``tmp_path/list.txt`` of ``count`` random 60x80 images with 3-class block labels."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for number in range(count):
+        cv2.imwrite(str(tmp_path / f"{number}.png"), rng.integers(0, 256, (60, 80, 3), dtype=np.uint8))
+        label = np.repeat(rng.integers(0, 3, (6, 8), dtype=np.uint8), 10, 0).repeat(10, 1)
+        cv2.imwrite(str(tmp_path / f"{number}_label.png"), label)
+        lines.append(f"{number}.png {number}_label.png")
+    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+
+
 class _Interrupted(Exception):
     pass
 
@@ -288,14 +300,7 @@ class _Interrupted(Exception):
 def test_a_run_resumed_at_an_epoch_ends_as_the_uninterrupted_run(tmp_path, monkeypatch):
     """Shuffle order and augmentation are seeded per epoch: resuming repeats nothing, so a run
     stopped after epoch 1 and resumed ends with the uninterrupted run's weights and losses."""
-    rng = np.random.default_rng(0)
-    lines = []
-    for number in range(6):
-        cv2.imwrite(str(tmp_path / f"{number}.png"), rng.integers(0, 256, (60, 80, 3), dtype=np.uint8))
-        label = np.repeat(rng.integers(0, 3, (6, 8), dtype=np.uint8), 10, 0).repeat(10, 1)
-        cv2.imwrite(str(tmp_path / f"{number}_label.png"), label)
-        lines.append(f"{number}.png {number}_label.png")
-    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+    _random_pairs(tmp_path, 6)
 
     def argv(out):
         return ["--train-list", str(tmp_path / "list.txt"), "--num-classes", "3", "--out", str(out),
@@ -333,3 +338,29 @@ def test_a_run_resumed_at_an_epoch_ends_as_the_uninterrupted_run(tmp_path, monke
     whole, resumed = (torch.load(tmp_path / run / "final.pth", weights_only=True)["model"]
                       for run in ("whole", "resumed"))
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
+def test_a_broken_or_foreign_last_checkpoint_stops_with_its_path_and_is_kept(tmp_path):
+    """A last.pth that is truncated (an interrupted copy between machines) or of another model
+    stops the run with a message naming the file; nothing is trained and the file is untouched."""
+    _random_pairs(tmp_path, 2)
+
+    def argv(out, num_classes):
+        return ["--train-list", str(tmp_path / "list.txt"), "--num-classes", str(num_classes),
+                "--out", str(out), "--epochs", "2", "--batch-size", "2", "--crop", "48", "64",
+                "--amp", "off", "--workers", "0", "--threads", "1", "--no-progress", "--max-iters", "1"]
+
+    assert train.main(argv(tmp_path / "good", 3)) == 0
+    complete = (tmp_path / "good" / "last.pth").read_bytes()
+    cases = {"truncated": (complete[:len(complete) // 2], 3, "cannot resume from"),
+             "other classes": (complete, 5, "size mismatch")}
+    for name, (content, num_classes, reason) in cases.items():
+        out = tmp_path / name.replace(" ", "_")
+        out.mkdir()
+        (out / "last.pth").write_bytes(content)
+        with pytest.raises(SystemExit) as stopped:
+            train.main(argv(out, num_classes))
+        message = str(stopped.value.code)
+        assert f"cannot resume from {out / 'last.pth'}" in message and reason in message, (name, message)
+        assert (out / "last.pth").read_bytes() == content, name
+        assert sorted(p.name for p in out.iterdir()) == ["last.pth"], name

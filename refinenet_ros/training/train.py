@@ -120,13 +120,22 @@ class Trainer:
     def _resume(self):
         if not os.path.exists(self.last_path):
             return
-        state = torch.load(self.last_path, map_location=self.device, weights_only=True)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state.get("ema", state["model"]))
-        self.epoch, self.iteration, self.best = state["epoch"], state["iteration"], state["best_miou"]
-        torch.set_rng_state(state["torch_rng"])
+        # A last.pth copied between machines can arrive truncated or from another run: say so
+        # and stop before anything is trained or written (save_atomic never leaves half a file).
+        try:
+            state = torch.load(self.last_path, map_location=self.device, weights_only=True)
+            if state.get("arch", self.args.arch) != self.args.arch:
+                raise ValueError(f"it is a checkpoint of --arch {state['arch']}, not {self.args.arch}")
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.ema is not None:
+                self.ema.load_state_dict(state.get("ema", state["model"]))
+            self.epoch, self.iteration, self.best = state["epoch"], state["iteration"], state["best_miou"]
+            torch.set_rng_state(state["torch_rng"])
+        except Exception as err:  # torch.load and load_state_dict raise many kinds
+            reason = " ".join(str(err).split())[:400]  # load_state_dict lists every key: its start will do
+            sys.exit(f"refinenet-train: cannot resume from {self.last_path}: {type(err).__name__}: "
+                     f"{reason} (move it away to start afresh)")
         if self.ctx.is_main:
             print(f"resumed from {self.last_path} at epoch {self.epoch}", flush=True)
 
