@@ -69,7 +69,7 @@ PARAMETERS = {
     "device": Param("auto", "auto | cpu | cuda | cuda:N (auto: cuda if available)"),
     "precision": Param("auto", "auto: fp16 on CUDA; on a CPU the shipped int8 model with weights "
                        "'default' (99.5% of pixels as fp32, same mIoU, 1.2-1.4x faster), else bf16 on "
-                       "CPUs with AMX/AVX512-BF16, else fp32; int8 also runs an int8 .onnx given as weights",
+                       "CPUs with AMX, else fp32; int8 also runs an int8 .onnx given as weights",
                        choices=PRECISIONS),
     "backend": Param("auto", "auto: ONNX Runtime for fp32/int8 on a CPU, PyTorch otherwise",
                      choices=BACKENDS),

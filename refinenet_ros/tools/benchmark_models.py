@@ -14,7 +14,7 @@ the end, one JSON document with the environment and every result (also to ``--ou
 GFLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` on one frame, on the meta
 device (no compute): 2 per multiply-accumulate of convolutions and matmuls; pooling, sums
 and resizes are not counted.
-bf16 is fast only where the CPU has AMX or AVX512-BF16; on an AVX2-only CPU it is emulated
+bf16 is native only where the CPU has AMX or AVX512-BF16; on an AVX2-only CPU it is emulated
 and several times slower than fp32 -- the ``cpu`` entry says which this machine has.
 """
 import argparse
