@@ -3,9 +3,10 @@
 ``"auto"`` precision is fp16 on CUDA and, on a CPU, bf16 only where the CPU has AMX. Elsewhere
 fp32, which the CPU backend runs through ONNX Runtime: on an AVX2-only EPYC bf16 is emulated
 and about 10x slower than fp32, and with AVX512-BF16 but no AMX it is native yet still half
-as fast as the fp32 engine (Intel Xeon, 2 cores, 360x480 mbv2: 4.70 vs 9.87 frames/s). ``"int8"`` is never chosen by auto: it
-runs a statically quantised ONNX export (``refinenet-export --int8``) through ONNX Runtime
-on the CPU, and its labels differ slightly from fp32 (see the README's performance section).
+as fast as the fp32 engine (Intel Xeon, 2 cores, 360x480 mbv2: 4.70 vs 9.87 frames/s).
+``"int8"`` is never chosen here: it runs a statically quantised ONNX export (``refinenet-export
+--int8``) through ONNX Runtime on the CPU, and its labels differ slightly from fp32 (see the
+README's performance section); the backends layer picks it for the shipped model.
 """
 import torch
 
