@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Ships the default model from the two runs of scripts/train_camvid.sh (docs/training.md):
 #   scripts/ship_camvid.sh runs/select runs/final
+#   scripts/ship_camvid.sh runs/select     # steps 1-2 only: the verdict, before the final run ends
 # 1. the recipe's verdict: SELECT/final.pth (train only) shipped into a models folder of its own
 #    (SELECT/ship/models) and measured there exactly as the shipped model is, with
 #    `refinenet-eval --weights default` on CamVid val (fp32, single scale); below BAR (default
@@ -9,15 +10,16 @@
 # 3. FINAL/final.pth (train+val) -> models/camvid_mbv2.pth (fp16), the metadata's evaluation from
 #    step 1 (val is not held out for the shipped weights, and the metadata says so), and
 #    models/camvid_mbv2_int8.onnx re-calibrated on train frames (refused below 99% agreement).
-# Results go to SELECT/ship/*.json; the model card in README.md is written from them.
+# Results go to SELECT/ship/*.json; the model card in README.md is written from them. A verdict
+# newer than SELECT/final.pth is reused (the selection run's weights have not changed since).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 select=${1:-} final=${2:-}
-if [[ -z $select || -z $final ]]; then
-  echo "usage: scripts/ship_camvid.sh SELECT_OUT FINAL_OUT" >&2
+if [[ -z $select ]]; then
+  echo "usage: scripts/ship_camvid.sh SELECT_OUT [FINAL_OUT]" >&2
   exit 2
 fi
-for file in "$select/final.pth" "$final/final.pth"; do
+for file in "$select/final.pth" ${final:+"$final/final.pth"}; do
   [ -f "$file" ] || { echo "ship_camvid.sh: $file is missing (did the run finish?)" >&2; exit 2; }
 done
 camvid=${REFINENET_SHARED:-../shared}/data/camvid
@@ -31,18 +33,26 @@ cp models/camvid_mbv2.json "$candidate/"
 eval_val=(refinenet-eval --list "$camvid/val.txt" --weights default --ignore-index 11 --device cpu)
 int8_export=(refinenet-export --weights default --dynamic --int8 "$camvid/train.txt" --json)
 
-python -m refinenet_ros.training.ship --checkpoint "$select/final.pth" --arch mbv2 \
-  --output "$candidate/camvid_mbv2.pth"
-REFINENET_ROS_MODELS=$candidate "${eval_val[@]}" --precision fp32 --json "$out/select_val_fp32.json"
+measure_verdict() {
+  python -m refinenet_ros.training.ship --checkpoint "$select/final.pth" --arch mbv2 \
+    --output "$candidate/camvid_mbv2.pth"
+  REFINENET_ROS_MODELS=$candidate "${eval_val[@]}" --precision fp32 --json "$out/select_val_fp32.json"
+  REFINENET_ROS_MODELS=$candidate "${int8_export[@]}" --output "$candidate/camvid_mbv2_int8.onnx" \
+    > "$out/select_export_int8.json"
+  REFINENET_ROS_MODELS=$candidate "${eval_val[@]}" --precision int8 --json "$out/select_val_int8.json"
+}
+if [[ $out/select_val_int8.json -nt $select/final.pth ]]; then
+  echo "ship_camvid.sh: reusing the verdict in $out (newer than $select/final.pth)"
+else
+  measure_verdict
+fi
 python - "$out/select_val_fp32.json" "$bar" <<'EOF'
 import json, sys
 miou, bar = json.load(open(sys.argv[1]))["miou"], float(sys.argv[2])
 print(f"recipe-selection run: val mIoU {100 * miou:.2f}% against the bar {100 * bar:.2f}%")
 sys.exit(0 if miou >= bar else "ship_camvid.sh: below the bar, nothing shipped")
 EOF
-REFINENET_ROS_MODELS=$candidate "${int8_export[@]}" --output "$candidate/camvid_mbv2_int8.onnx" \
-  > "$out/select_export_int8.json"
-REFINENET_ROS_MODELS=$candidate "${eval_val[@]}" --precision int8 --json "$out/select_val_int8.json"
+[ -n "$final" ] || { echo "verdict only: figures in $out"; exit 0; }
 
 python -m refinenet_ros.training.ship --checkpoint "$final/final.pth" --arch mbv2 \
   --output models/camvid_mbv2.pth --metadata models/camvid_mbv2.json \

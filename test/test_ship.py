@@ -79,7 +79,7 @@ def test_ship_camvid_script_says_what_is_missing_before_touching_anything(tmp_pa
     import subprocess
     script = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "ship_camvid.sh"
     usage = subprocess.run([str(script)], capture_output=True, text=True)
-    assert usage.returncode == 2 and "usage: scripts/ship_camvid.sh SELECT_OUT FINAL_OUT" in usage.stderr
+    assert usage.returncode == 2 and "usage: scripts/ship_camvid.sh SELECT_OUT [FINAL_OUT]" in usage.stderr
     (tmp_path / "select").mkdir()
     torch.save({"model": {}}, tmp_path / "select" / "final.pth")
     unfinished = subprocess.run([str(script), str(tmp_path / "select"), str(tmp_path / "final")],
@@ -87,3 +87,6 @@ def test_ship_camvid_script_says_what_is_missing_before_touching_anything(tmp_pa
     assert unfinished.returncode == 2
     assert f"{tmp_path / 'final' / 'final.pth'} is missing (did the run finish?)" in unfinished.stderr
     assert sorted(p.name for p in (tmp_path / "select").iterdir()) == ["final.pth"]
+    verdict_only = subprocess.run([str(script), str(tmp_path / "final")], capture_output=True, text=True)
+    assert verdict_only.returncode == 2
+    assert f"{tmp_path / 'final' / 'final.pth'} is missing (did the run finish?)" in verdict_only.stderr
