@@ -59,5 +59,7 @@ python -m refinenet_ros.training.ship --checkpoint "$final/final.pth" --arch mbv
   --evaluation "$out/select_val_fp32.json" \
   --evaluation-split "CamVid val (101 images, 480x360), fp32, single scale, of the recipe-selection run (same recipe, trained on train only); the shipped weights were trained on train+val, so val is not held out for them" \
   --training "scripts/train_camvid.sh final: CamVid train+val (468 images), 50 epochs of 360x480 crops, OHEM, EMA weights, ImageNet MobileNet-v2 encoder; see README 'Model card'"
-"${int8_export[@]}" --output models/camvid_mbv2_int8.onnx > "$out/export_int8.json"
+# the new weights in models/, not the installed copy that "default" means after setup.sh
+REFINENET_ROS_MODELS=$PWD/models "${int8_export[@]}" --output models/camvid_mbv2_int8.onnx > "$out/export_int8.json"
+scripts/setup.sh  # install the shipped files
 echo "shipped: models/camvid_mbv2.pth, models/camvid_mbv2_int8.onnx, models/camvid_mbv2.json; figures in $out"
