@@ -4,9 +4,9 @@ launch files and the parameter table can import them cheaply)."""
 # Model architectures: the Light-Weight RefineNets, then the seed architectures.
 ARCHS = ("mbv2", "rf_lw50", "rf_lw101", "rf_lw152",
          "refinenet50", "refinenet101", "refinenet152", "gcn50", "gcn101", "gcn152")
-# Inference backends of the engine; "auto": ONNX Runtime for fp32/int8 on a CPU, else PyTorch.
-BACKENDS = ("auto", "torch", "onnxruntime")
-# Numeric precisions; "auto": fp16 on CUDA, bf16 on CPUs with native bf16, else fp32.
+# Inference backends of the engine; "auto": the fastest installed one, measured (engine/plan.py).
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
+# Numeric precisions; "auto": int8 where an int8 model exists, else fp16 on CUDA, fp32 or measured bf16 on a CPU.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 # Size of the published images: each input image's own size, or the network input size.
 OUTPUT_RESOLUTIONS = ("input", "network")

@@ -2,10 +2,15 @@
 need it skip with a reason when it is absent (a user's clone), and run in CI where it is."""
 import os
 import pathlib
+import tempfile
 
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+# Tests decide backends by the plan's stated order, not by timing this machine (test_autotune
+# measures on purpose), and never read or write the user's cache of measured choices.
+os.environ["REFINENET_ROS_AUTOTUNE"] = "0"
+os.environ["REFINENET_ROS_CACHE"] = tempfile.mkdtemp(prefix="refinenet_test_cache_")
 SHARED = pathlib.Path(os.environ.get("REFINENET_SHARED", REPO_ROOT.parent / "shared"))
 
 

@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from refinenet_ros import SegmentationResult, Segmenter
 from refinenet_ros.engine import overlay, to_rgb
 from refinenet_ros.engine.palette import check_palette, voc_palette
-from refinenet_ros.engine.precision import cpu_flags, select_precision
 from refinenet_ros.models import create_model, normalize_images
 
 NUM_CLASSES = 5
@@ -49,13 +48,12 @@ def weights(model, tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module", params=["torch", "onnxruntime"])
+@pytest.fixture(scope="module", params=["torch", "onnxruntime", "openvino"])
 def segmenter(weights, request):
-    """The fp32 engine on both CPU backends ("auto" picks onnxruntime here when installed)."""
-    if request.param == "onnxruntime":
-        pytest.importorskip("onnxruntime")
-    seg = Segmenter(weights=weights, device="cpu", backend=request.param)
-    assert seg.backend == {"torch": "torch", "onnxruntime": "onnxruntime"}[request.param]
+    """The fp32 engine on each CPU backend (OpenVINO runs the whole pipeline in its graph)."""
+    pytest.importorskip(request.param)
+    seg = Segmenter(weights=weights, device="cpu", precision="fp32", backend=request.param)
+    assert (seg.backend, seg.precision) == (request.param, "fp32")
     return seg
 
 
@@ -157,23 +155,6 @@ def test_more_than_255_classes_gives_uint16_labels(tmp_path):
     np.testing.assert_array_equal(result.color, seg.palette[result.labels])
 
 
-def test_precision_auto_selection(tmp_path):
-    assert select_precision("auto", "cuda") == "fp16"
-    assert select_precision("auto", "cpu", flags={"avx2", "fma"}) == "fp32"
-    # AVX512-BF16 without AMX: native bf16, but half the fp32 ONNX Runtime engine's speed
-    assert select_precision("auto", "cpu", flags={"avx512f", "avx512_bf16"}) == "fp32"
-    assert select_precision("auto", "cpu", flags={"amx_tile", "amx_bf16"}) == "bf16"
-    assert select_precision("bf16", "cpu", flags=()) == "bf16"
-    assert select_precision("fp32", "cuda") == "fp32"
-    assert select_precision("int8", "cpu", flags=()) == "int8"  # never chosen by auto
-    with pytest.raises(ValueError, match="unknown precision 'int4'"):
-        select_precision("int4", "cpu")
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 amx_bf16\n\nprocessor\t: 1\n")
-    assert {"avx2", "amx_bf16"} <= cpu_flags(cpuinfo)
-    assert cpu_flags(tmp_path / "missing") == frozenset()
-
-
 @pytest.mark.parametrize("images, error, message", [
     (np.zeros((8, 8, 3), np.uint8), TypeError, "wrap a single frame in a list"),
     ("frame.png", TypeError, "list of H x W x 3"),
@@ -256,9 +237,10 @@ def test_cpu_bf16_agrees_with_fp32(weights, segmenter):
 def test_multiscale_with_one_scale_equals_plain(weights, segmenter):
     images = frames((64, 96), (61, 83), seed=5)
     plain = segmenter.segment(images)
-    one_scale = Segmenter(weights=weights, device="cpu", scales=[1.0], flip=False).segment(images)
+    same = {"weights": weights, "device": "cpu", "precision": "fp32", "backend": segmenter.backend}
+    one_scale = Segmenter(**same, scales=[1.0], flip=False).segment(images)
     # Averaging two identical probability maps exercises the msc path without changing labels.
-    twice = Segmenter(weights=weights, device="cpu", scales=[1.0, 1.0]).segment(images)
+    twice = Segmenter(**same, scales=[1.0, 1.0]).segment(images)
     for a, b, c in zip(plain, one_scale, twice):
         np.testing.assert_array_equal(a.labels, b.labels)
         np.testing.assert_array_equal(a.labels, c.labels)
@@ -317,7 +299,8 @@ def test_compile_keeps_labels(weights, segmenter):
     image = frames((64, 96), seed=7)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a silent fallback to eager would hide a broken compile
-        compiled = Segmenter(weights=weights, device="cpu", input_size=(64, 96), compile=True)
+        compiled = Segmenter(weights=weights, device="cpu", precision="fp32", input_size=(64, 96),
+                             compile=True)
     assert compiled.network.compiled is not None
     np.testing.assert_array_equal(compiled.segment(image)[0].labels, segmenter.segment(image)[0].labels)
 

@@ -1,20 +1,19 @@
 """The networks a :class:`~refinenet_ros.engine.Segmenter` runs, behind one small interface.
 
 A network is called with a normalised float NCHW batch on its ``device`` and returns fp32
-logits at ``output_stride``; it has ``backend`` ("torch" or "onnxruntime"), ``device``,
+logits at ``output_stride``; it has ``backend`` (a :data:`.registry.BACKENDS` name), ``device``,
 ``precision``, ``num_classes``, ``output_stride``, ``fixed_input_size`` ((h, w) of a static
-ONNX export, else None), ``arch``, and ``classes``/``palette`` from the weights' metadata.
-:func:`load_network` resolves everything once: the device, "default" weights, the backend and
-the precision. A new backend is a class with this interface and a branch in load_network.
+ONNX export, else None), ``arch``, and ``classes``/``palette`` from the weights' metadata. A
+network may also offer ``segment_frame(frame, network_size, output_size, with_confidence)``,
+the whole pipeline of one uint8 frame inside its runtime (OpenVINO does). :func:`load_network`
+makes the plan (:mod:`.plan`) and loads it with the backend's ``load_*`` function here.
 """
-import importlib.util
 import os
 import tempfile
 import warnings
 
 import torch
 
-from ..choices import BACKENDS
 from ..models import (
     create_model,
     fuse_for_inference,
@@ -22,14 +21,9 @@ from ..models import (
     num_classes_in,
     read_state_dict,
 )
-from .paths import resolve_weights
-from .precision import (
-    INT8,
-    TORCH_DTYPES,
-    check_precision_supported,
-    resolve_device,
-    select_precision,
-)
+from .plan import make_plan
+from .precision import TORCH_DTYPES
+from .registry import BACKENDS
 
 
 class TorchNetwork:
@@ -76,15 +70,9 @@ class OnnxRuntimeNetwork:
 
     def __init__(self, path, device_request, precision, num_classes, arch=None):
         from .onnx_backend import OnnxModel  # onnxruntime is imported only when used
-        self.model = OnnxModel(path, device_request)  # "auto" lets it fall back to its CPU provider
+        self.model = OnnxModel(path, device_request)
         exported = self.model.precision or "fp32"
-        if precision not in ("auto", exported):
-            raise ValueError(f"{path} was exported in {exported} and runs as it is; precision="
-                             f"{precision!r} is not available (use 'auto' or {exported!r})")
-        if (self.model.input_mode, self.model.output_mode) != ("float_nchw", "logits"):
-            raise ValueError(f"{path} was exported with {self.model.input_mode} input and "
-                             f"{self.model.output_mode} output; the Segmenter needs float_nchw input "
-                             f"and logits output (export without --uint8-input and --labels)")
+        _check_float_logits(self.model, path)
         if num_classes is not None and int(num_classes) != self.model.num_classes:
             raise ValueError(f"num_classes={num_classes} but {path} has {self.model.num_classes} classes")
         fixed = self.model.input_size
@@ -108,72 +96,56 @@ def one_frame_at_a_time_on_cpu(model, x, device):
 
 
 def load_network(arch="mbv2", weights="default", num_classes=None, device="auto", precision="auto",
-                 backend="auto", compile=False):
+                 backend="auto", compile=False, input_size=None):
     """The network for these settings (see the module docstring); ``weights`` is "default",
     a ``.pth`` checkpoint, an ``.onnx`` export or None (random initialisation)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    select_precision(precision, "cpu", flags=())  # rejects unknown names before any loading
-    resolved_device = resolve_device(device)
-    precision, reason = _auto_int8(precision, weights, resolved_device, backend, compile)
-    backend = choose_backend(backend, resolved_device, precision, compile)
-    weights, arch, meta = resolve_weights(weights, arch, precision)
-    if weights is not None and os.fspath(weights).lower().endswith(".onnx"):
-        network = OnnxRuntimeNetwork(os.fspath(weights), str(device), precision, num_classes, arch)
-    elif precision == INT8:
-        raise ValueError(f"precision 'int8' runs a quantised ONNX export; make one with "
-                         f"'refinenet-export --weights {weights} --output model_int8.onnx --int8 FRAMES' "
-                         f"(FRAMES: a folder or list of calibration images) and pass weights=model_int8.onnx")
-    else:
-        model = _torch_model(arch, weights, num_classes)
-        resolved = select_precision(precision, resolved_device.type)
-        check_precision_supported(resolved, resolved_device)
-        if backend == "onnxruntime":
-            network = _export_for_onnxruntime(model, arch, str(device), precision)
-        else:
-            network = TorchNetwork(model, arch, resolved_device, resolved)
-            if compile:
-                network.compile()
-    network.classes = network.classes or meta.get("classes")
-    network.palette = network.palette or meta.get("palette")
-    network.precision_reason = reason or f"precision {precision!r} resolved to {network.precision}"
+    plan = make_plan(arch, weights, device, precision, backend, compile, input_size)
+    network = BACKENDS[plan.backend].load(plan, num_classes, compile)
+    network.classes = network.classes or plan.meta.get("classes")
+    network.palette = network.palette or plan.meta.get("palette")
+    network.plan, network.precision_reason = plan, plan.reason
     return network
 
 
-def _auto_int8(precision, weights, device, backend, compile):
-    """``("int8", why)`` where "auto" on a CPU can run the shipped model's int8 export (1.2-1.4x
-    the fp32 engine here, 99.5% of pixels labelled alike, CamVid val mIoU 72.40 vs 72.42 fp32);
-    else ``(precision, "")``. ``precision="fp32"`` keeps fp32."""
-    if precision != "auto" or device.type != "cpu" or backend == "torch" or compile \
-            or not (isinstance(weights, str) and weights == "default") \
-            or not importlib.util.find_spec("onnxruntime"):
-        return precision, ""
-    try:
-        path, _, meta = resolve_weights("default", precision=INT8)
-    except (FileNotFoundError, ValueError):
-        return precision, ""
-    if path == meta.get("weights"):  # no int8 export ships with this model
-        return precision, ""
-    return INT8, ("auto on a CPU: the shipped int8 model (99.5% of pixels labelled as by fp32, same "
-                  "CamVid mIoU, 1.2-1.4x faster); precision: fp32 for the float model")
+def load_torch(plan, num_classes, compile):
+    model = _torch_model(plan.arch, plan.weights, num_classes)
+    network = TorchNetwork(model, plan.arch or "mbv2", torch.device(plan.device), plan.precision)
+    if compile:
+        network.compile()
+    return network
 
 
-def choose_backend(backend, device, precision="auto", compile=False):
-    """Resolve ``backend="auto"``: ONNX Runtime for fp32 and int8 on a CPU, where it runs the
-    fused model faster than PyTorch (measured 109 vs 156 ms per 360x480 mbv2 frame on 2 AVX2
-    cores), PyTorch elsewhere (CUDA, bf16, torch.compile) or when onnxruntime/onnx is missing."""
-    if precision == INT8:
-        if backend == "torch":
-            raise ValueError("precision 'int8' runs on the onnxruntime backend, not backend='torch'")
-        check_precision_supported(INT8, device)
-        return "onnxruntime"
-    if backend != "auto":
-        return backend
-    fp32 = select_precision(precision, device.type) == "fp32"
-    installed = all(importlib.util.find_spec(name) for name in ("onnxruntime", "onnx"))
-    if device.type == "cpu" and fp32 and not compile and installed:
-        return "onnxruntime"
-    return "torch"
+def load_onnxruntime(plan, num_classes, compile):
+    if plan.weights is not None and plan.weights.lower().endswith(".onnx"):
+        return OnnxRuntimeNetwork(plan.weights, plan.device, plan.precision, num_classes, plan.arch)
+    with _exported(plan, num_classes) as (path, arch, classes):
+        return OnnxRuntimeNetwork(path, plan.device, plan.precision, classes, arch)
+
+
+def load_openvino(plan, num_classes, compile):
+    from .onnx_backend import OnnxModel
+    from .openvino_backend import OpenVinoNetwork
+    if plan.weights is not None and plan.weights.lower().endswith(".onnx"):
+        info = OnnxModel(plan.weights, "cpu")  # the export's metadata, checked as for ONNX Runtime
+        _check_float_logits(info, plan.weights)
+        if num_classes is not None and int(num_classes) != info.num_classes:
+            raise ValueError(f"num_classes={num_classes} but {plan.weights} has {info.num_classes} classes")
+        network = OpenVinoNetwork(plan.weights, plan.device_type, plan.precision, info.num_classes,
+                                  info.output_stride)
+        network.arch, network.classes, network.palette = plan.arch or info.arch, info.classes, info.palette
+        del info
+        return network
+    with _exported(plan, num_classes) as (path, arch, classes):
+        network = OpenVinoNetwork(path, plan.device_type, plan.precision, classes, 4)
+    network.arch, network.classes, network.palette = arch, None, None
+    return network
+
+
+def _check_float_logits(model, path):
+    if (model.input_mode, model.output_mode) != ("float_nchw", "logits"):
+        raise ValueError(f"{path} was exported with {model.input_mode} input and "
+                         f"{model.output_mode} output; the Segmenter needs float_nchw input "
+                         f"and logits output (export without --uint8-input and --labels)")
 
 
 def _torch_model(arch, weights, num_classes):
@@ -183,19 +155,29 @@ def _torch_model(arch, weights, num_classes):
         if num_classes is not None and int(num_classes) != stored:
             raise ValueError(f"num_classes={num_classes} but {weights} has {stored} classes")
         num_classes = stored
-    model = create_model(arch, 21 if num_classes is None else num_classes)  # names the archs if unknown
+    model = create_model(arch or "mbv2", 21 if num_classes is None else num_classes)  # names the archs if unknown
     if state_dict is not None:
         load_checkpoint(model, state_dict)
     return model
 
 
-def _export_for_onnxruntime(model, arch, device_request, precision):
-    """The fused model exported once (dynamic batch and size) to a temporary file that the
-    ONNX Runtime session has read before it is removed."""
-    from .export import ExportWrapper, export_onnx
-    fused = fuse_for_inference(model.eval())
-    info = {"arch": arch, "num_classes": model.num_classes, "output_stride": model.output_stride}
-    with tempfile.TemporaryDirectory(prefix="refinenet_ros_") as folder:
-        path = os.path.join(folder, f"{arch}.onnx")
+class _exported:
+    """The fused float model exported once (dynamic batch and size) to a temporary ONNX file,
+    yielded as (path, arch, num_classes) while a runtime reads it; removed afterwards."""
+
+    def __init__(self, plan, num_classes):
+        self.plan, self.num_classes = plan, num_classes
+
+    def __enter__(self):
+        from .export import ExportWrapper, export_onnx
+        arch = self.plan.arch or "mbv2"
+        model = _torch_model(arch, self.plan.weights, self.num_classes)
+        fused = fuse_for_inference(model.eval())
+        info = {"arch": arch, "num_classes": model.num_classes, "output_stride": model.output_stride}
+        self.folder = tempfile.TemporaryDirectory(prefix="refinenet_ros_")
+        path = os.path.join(self.folder.name, f"{arch}.onnx")
         export_onnx(ExportWrapper(fused), path, info, dynamic=True, height=96, width=128)
-        return OnnxRuntimeNetwork(path, device_request, precision, model.num_classes, arch)
+        return path, arch, model.num_classes
+
+    def __exit__(self, *exc):
+        self.folder.cleanup()

@@ -18,7 +18,7 @@ from ..models import normalize_images
 from .backends import load_network
 from .memory import SpikeDetector, trim_heap
 from .palette import check_palette, overlay, voc_palette
-from .upsample import top_class, upsample
+from .upsample import MAX_SCORE_ELEMENTS, top_class, upsample
 
 __all__ = ["SegmentationResult", "Segmenter"]
 
@@ -51,7 +51,8 @@ class Segmenter:
                  scales=(1.0,), flip=False, compile=False, backend="auto"):
         self.scales = _check_scales(scales)
         self.flip = bool(flip)
-        self.network = load_network(arch, weights, num_classes, device, precision, backend, compile)
+        self.network = load_network(arch, weights, num_classes, device, precision, backend, compile,
+                                    _check_size(input_size, "input_size"))
         self.input_size = self._network_size(input_size)
         self.num_classes = int(self.network.num_classes)
         self.class_names = _check_class_names(class_names or self.network.classes, self.num_classes)
@@ -98,6 +99,9 @@ class Segmenter:
                              f"got {output_resolution!r}")
         size = self.input_size if input_size is None else self._network_size(input_size)
         start, preprocess, self._model_s = time.perf_counter(), 0.0, 0.0
+        if self._in_graph(frames, size, output_resolution, max_pixels):
+            return self._segment_in_graph(frames, size, output_resolution, with_confidence,
+                                          overlay_alpha, max_pixels)
         groups = {}  # network size -> frame indices: each group is one model batch
         for i, frame in enumerate(frames):
             groups.setdefault(size or _fit(frame.shape[:2], max_pixels), []).append(i)
@@ -124,6 +128,35 @@ class Segmenter:
         total = time.perf_counter() - start
         self.last_timings = {"preprocess": 1000 * preprocess, "model": 1000 * self._model_s,
                              "postprocess": 1000 * (total - preprocess - self._model_s)}
+        return results
+
+    def _in_graph(self, frames, size, output_resolution, max_pixels):
+        """Whether the network's own graph runs these frames' whole pipeline: single scale, and
+        outputs small enough for all class maps at once (else :mod:`.upsample` bounds memory)."""
+        if not hasattr(self.network, "segment_frame") or self.scales != (1.0,) or self.flip:
+            return False
+        for frame in frames:
+            net = size or _fit(frame.shape[:2], max_pixels)
+            out = frame.shape[:2] if output_resolution == "input" else net
+            if out[0] * out[1] * self.num_classes > MAX_SCORE_ELEMENTS:
+                return False
+        return True
+
+    def _segment_in_graph(self, frames, size, output_resolution, with_confidence, overlay_alpha,
+                          max_pixels):
+        start, results = time.perf_counter(), []
+        for frame in frames:
+            net = size or _fit(frame.shape[:2], max_pixels)
+            out = frame.shape[:2] if output_resolution == "input" else net
+            labels, confidence = self.network.segment_frame(frame, net, out, with_confidence)
+            results.append(SegmentationResult(labels, self.palette[labels], confidence))
+        model = time.perf_counter() - start
+        if overlay_alpha is not None:
+            results = [_with_overlay(frame, result, overlay_alpha) for frame, result in zip(frames, results)]
+        if self._spikes.is_spike(sum(frame.size for frame in frames)):
+            trim_heap()
+        self.last_timings = {"preprocess": 0.0, "model": 1000 * model,
+                             "postprocess": 1000 * (time.perf_counter() - start - model)}
         return results
 
     def _run(self, x):

@@ -20,7 +20,6 @@ and several times slower than fp32 -- the ``cpu`` entry says which this machine 
 import argparse
 import json
 import pathlib
-import platform
 import statistics
 import sys
 import time
@@ -28,6 +27,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..engine.cpu import cpu_info
 from ..models import MODEL_BUILDERS, count_parameters, create_model, fuse_for_inference
 
 LIGHTWEIGHT_ARCHS = ("mbv2", "rf_lw50", "rf_lw101", "rf_lw152")
@@ -81,16 +81,9 @@ def parse_args(argv=None):
 
 
 def cpu_description():
-    try:
-        lines = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        lines = []
-    info = dict(line.split(":", 1) for line in lines if ":" in line)
-    info = {key.strip(): value.strip() for key, value in info.items()}  # the last CPU's entries
-    flags = set(info.get("flags", "").split())
-    return {"model": info.get("model name", platform.processor() or platform.machine()),
-            "capability": torch.backends.cpu.get_cpu_capability(),
-            "amx_bf16": "amx_bf16" in flags, "avx512_bf16": "avx512_bf16" in flags}
+    info = cpu_info()
+    return {"model": info.model, "class": info.cpu_class, "native_bf16": info.native_bf16,
+            "capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def count_gflops(arch, num_classes, size):

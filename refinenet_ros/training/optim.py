@@ -2,22 +2,20 @@
 import torch
 import torch.nn as nn
 
-from ..engine.precision import NATIVE_BF16_CPU_FLAGS, cpu_flags
+from ..engine.cpu import NATIVE_BF16_FLAGS, cpu_info
 from .data import cosine_factor, poly_factor
 
 
 def autocast_dtype(amp, device, flags=None):
     """The autocast dtype of ``--amp`` (None = fp32). ``auto``: fp16 on CUDA; on a CPU bf16
-    only where it is native (AMX / AVX512-BF16): elsewhere it is emulated and about 10x slower
-    than fp32. Unlike inference (the engine's rule), training gains from AVX512-BF16 alone:
-    5 steps took 28.7 s in bf16 against 39.3 s in fp32 (Intel Xeon without AMX, 2 threads).
-    ``flags``: CPU flags, read from /proc/cpuinfo when None."""
+    only where it is native (AMX / AVX512-BF16): elsewhere it is emulated and far slower than
+    fp32 (docs/training.md has the measurements). ``flags``: CPU flags (engine/cpu.py's when None)."""
     if amp == "off":
         return None
     if amp == "auto":
         if device.type == "cuda":
             return torch.float16
-        return torch.bfloat16 if NATIVE_BF16_CPU_FLAGS & (cpu_flags() if flags is None else flags) else None
+        return torch.bfloat16 if NATIVE_BF16_FLAGS & (cpu_info().flags if flags is None else set(flags)) else None
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
