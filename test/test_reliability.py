@@ -85,13 +85,16 @@ def test_overload_gives_every_camera_its_share(weights):
         assert wait_until(lambda: all(ros.labels.values()), 120, lambda: [ros.publish(c) for c in cameras])
         for labels in ros.labels.values():
             labels.clear()
-        # every camera in the same order, faster than served, until ~10 frames each came back:
-        # a count, not a time, so a slower or busier CPU only takes longer
-        deadline = time.monotonic() + 120.0
-        while sum(map(len, ros.labels.values())) < 10 * len(cameras) and time.monotonic() < deadline:
+        # every camera in the same order, a round of five frames for each frame served (so
+        # always overloaded, without flooding the GIL with callbacks), until ~10 frames each
+        # came back: a count, not a time, so a slower or busier CPU only takes longer
+        deadline = time.monotonic() + 600.0
+        served = lambda: sum(map(len, ros.labels.values()))  # noqa: E731
+        while served() < 10 * len(cameras) and time.monotonic() < deadline:
+            before = served()
             for camera in cameras:
                 ros.publish(camera)
-            time.sleep(0.005)
+            wait_until(lambda: served() > before, 0.5, period=0.002)
         time.sleep(1.0)
         delivered = [len(ros.labels[c]) for c in cameras]
         mean = sum(delivered) / len(delivered)

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from ..choices import BACKENDS as BACKEND_CHOICES
 from .cpu import cpu_info
 from .paths import model_metadata
-from .precision import INT8, check_precision_name, check_precision_supported, device_name_problem, \
-    device_type, resolve_device
+from .devices import device_name_problem, device_type
+from .precision import INT8, check_precision_name, check_precision_supported, resolve_device
 from .registry import BACKENDS, RANDOM_INIT, STATIC_PREFERENCE
 
 DEFAULT_MEASURE_SIZE = (360, 480)  # network size measured when frames run at their native size

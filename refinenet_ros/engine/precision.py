@@ -5,36 +5,17 @@ Which precision and backend ``"auto"`` means is decided by :mod:`.plan`, not her
 import torch
 
 from ..choices import PRECISIONS as PRECISION_NAMES
+from .devices import INTEL_DEVICES, device_name_problem, device_type
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 INT8 = "int8"  # a quantised ONNX export (ONNX Runtime, OpenVINO), not a torch dtype
 assert PRECISION_NAMES == ("auto", *TORCH_DTYPES, INT8)
-# Intel accelerators reached through OpenVINO, named as the node's `device` parameter takes them.
-INTEL_DEVICES = ("intel_gpu", "intel_npu")
-DEVICE_HELP = "'auto', 'cpu', 'cuda', 'cuda:N', 'intel_gpu' or 'intel_npu'"
 
 
 def check_precision_name(precision):
     if precision not in PRECISION_NAMES:
         raise ValueError(f"unknown precision {precision!r}; choose {', '.join(PRECISION_NAMES)}")
     return precision
-
-
-def device_name_problem(device):
-    """Why ``device`` is not a device name this package takes, or None (no hardware check)."""
-    if not isinstance(device, str):
-        return f"device must be a string such as {DEVICE_HELP}, got {device!r}"
-    if device in ("auto", "cpu", "cuda", *INTEL_DEVICES):
-        return None
-    kind, _, index = device.partition(":")
-    if kind == "cuda" and index.isdigit():
-        return None
-    return f"unknown device {device!r}; use {DEVICE_HELP}"
-
-
-def device_type(device):
-    """"cpu", "cuda", "intel_gpu" or "intel_npu" of a resolved device name."""
-    return device.partition(":")[0]
 
 
 def resolve_device(device):

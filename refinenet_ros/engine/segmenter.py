@@ -16,6 +16,7 @@ import torch
 from ..choices import OUTPUT_RESOLUTIONS
 from ..models import normalize_images
 from .backends import load_network
+from .checks import check_class_names, check_images, check_scales, check_size, fit
 from .memory import SpikeDetector, trim_heap
 from .palette import check_palette, overlay, voc_palette
 from .upsample import MAX_SCORE_ELEMENTS, top_class, upsample
@@ -49,13 +50,13 @@ class Segmenter:
     def __init__(self, arch="mbv2", weights="default", num_classes=None, device="auto",
                  precision="auto", input_size=None, palette=None, class_names=None,
                  scales=(1.0,), flip=False, compile=False, backend="auto"):
-        self.scales = _check_scales(scales)
+        self.scales = check_scales(scales)
         self.flip = bool(flip)
         self.network = load_network(arch, weights, num_classes, device, precision, backend, compile,
-                                    _check_size(input_size, "input_size"))
+                                    check_size(input_size, "input_size"))
         self.input_size = self._network_size(input_size)
         self.num_classes = int(self.network.num_classes)
-        self.class_names = _check_class_names(class_names or self.network.classes, self.num_classes)
+        self.class_names = check_class_names(class_names or self.network.classes, self.num_classes)
         if palette is None:
             shipped = self.network.palette or ()
             palette = shipped if len(shipped) >= self.num_classes else voc_palette(self.num_classes)
@@ -79,7 +80,7 @@ class Segmenter:
 
     def _network_size(self, size):
         """A checked (h, w) or None; a static export's own size wherever None is asked for."""
-        size = _check_size(size, "input_size")
+        size = check_size(size, "input_size")
         fixed = self.network.fixed_input_size
         if fixed is not None and size not in (None, fixed):
             raise ValueError(f"input_size={size} but the ONNX model only accepts {fixed} (a static export)")
@@ -93,7 +94,7 @@ class Segmenter:
         frame's own size) or ``"network"`` (the network input size). ``input_size`` overrides
         the constructor's for this call; ``overlay_alpha`` (0..1) also blends an overlay;
         ``max_pixels`` downscales frames run at their native size to at most that many pixels."""
-        frames = _check_images(images)
+        frames = check_images(images)
         if output_resolution not in OUTPUT_RESOLUTIONS:
             raise ValueError(f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, "
                              f"got {output_resolution!r}")
@@ -104,7 +105,7 @@ class Segmenter:
                                           overlay_alpha, max_pixels)
         groups = {}  # network size -> frame indices: each group is one model batch
         for i, frame in enumerate(frames):
-            groups.setdefault(size or _fit(frame.shape[:2], max_pixels), []).append(i)
+            groups.setdefault(size or fit(frame.shape[:2], max_pixels), []).append(i)
         results = [None] * len(frames)
         with torch.inference_mode():
             for net_size, indices in groups.items():
@@ -136,7 +137,7 @@ class Segmenter:
         if not hasattr(self.network, "segment_frame") or self.scales != (1.0,) or self.flip:
             return False
         for frame in frames:
-            net = size or _fit(frame.shape[:2], max_pixels)
+            net = size or fit(frame.shape[:2], max_pixels)
             out = frame.shape[:2] if output_resolution == "input" else net
             if out[0] * out[1] * self.num_classes > MAX_SCORE_ELEMENTS:
                 return False
@@ -146,7 +147,7 @@ class Segmenter:
                           max_pixels):
         start, results = time.perf_counter(), []
         for frame in frames:
-            net = size or _fit(frame.shape[:2], max_pixels)
+            net = size or fit(frame.shape[:2], max_pixels)
             out = frame.shape[:2] if output_resolution == "input" else net
             labels, confidence = self.network.segment_frame(frame, net, out, with_confidence)
             results.append(SegmentationResult(labels, self.palette[labels], confidence))
@@ -245,63 +246,3 @@ def _with_overlay(frame, result, alpha):
         frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
     blend = overlay(np.ascontiguousarray(frame), result.color, alpha)
     return SegmentationResult(result.labels, result.color, result.confidence, blend)
-
-
-def _fit(size, max_pixels):
-    """``size`` (h, w), scaled down with its aspect ratio to at most ``max_pixels`` pixels."""
-    h, w = size
-    if not max_pixels or h * w <= max_pixels:
-        return (h, w)
-    scale = (max_pixels / (h * w)) ** 0.5
-    return (max(1, int(h * scale)), max(1, int(w * scale)))
-
-
-def _check_images(images):
-    if isinstance(images, np.ndarray) and images.ndim == 4:
-        images = list(images)  # an N x H x W x 3 array is a batch of frames
-    if isinstance(images, np.ndarray) or not isinstance(images, (list, tuple)):
-        raise TypeError(f"segment() takes a list of H x W x 3 uint8 arrays, got "
-                        f"{type(images).__name__}" + (f" of shape {images.shape}; wrap a single frame "
-                                                      f"in a list" if isinstance(images, np.ndarray) else ""))
-    for i, image in enumerate(images):
-        if not isinstance(image, np.ndarray):
-            raise TypeError(f"image {i}: expected a numpy array, got {type(image).__name__}")
-        if image.dtype != np.uint8:
-            raise TypeError(f"image {i}: expected dtype uint8, got {image.dtype}")
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"image {i}: expected H x W x 3 RGB, got shape {image.shape} "
-                             f"(convert other encodings with refinenet_ros.engine.to_rgb)")
-        if image.shape[0] == 0 or image.shape[1] == 0:
-            raise ValueError(f"image {i}: empty image of shape {image.shape}")
-    return images
-
-
-def _check_size(size, name):
-    if size is None:
-        return None
-    try:
-        h, w = (int(v) for v in size)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be (height, width) or None, got {size!r}") from None
-    if h < 1 or w < 1 or (h, w) != tuple(size):
-        raise ValueError(f"{name} must be two positive integers, got {size!r}")
-    return (h, w)
-
-
-def _check_scales(scales):
-    try:
-        scales = tuple(float(s) for s in scales)
-    except (TypeError, ValueError):
-        raise ValueError(f"scales must be a sequence of positive numbers, got {scales!r}") from None
-    if not scales or any(not s > 0 or s == float("inf") for s in scales):
-        raise ValueError(f"scales must be a non-empty sequence of positive numbers, got {scales!r}")
-    return scales
-
-
-def _check_class_names(names, num_classes):
-    if names is None:
-        return [f"class_{i}" for i in range(num_classes)]
-    names = [str(n) for n in names]
-    if len(names) != num_classes:
-        raise ValueError(f"{len(names)} class names given for {num_classes} classes")
-    return names

@@ -26,6 +26,7 @@ from ..choices import (
     QOS_PROFILES,
     TRANSPORTS,
 )
+from ..engine.devices import device_name_problem
 
 MAX_INPUT_SIZE = 8192
 
@@ -66,13 +67,14 @@ PARAMETERS = {
     "arch": Param("mbv2", "model architecture", choices=ARCHS),
     "weights": Param("default", "'default' (the shipped CamVid model) or a .pth / .onnx path"),
     "num_classes": Param(0, "number of classes; 0 = from the weights", range=(0, 65535)),
-    "device": Param("auto", "auto | cpu | cuda | cuda:N (auto: cuda if available)"),
-    "precision": Param("auto", "auto: fp16 on CUDA; on a CPU the shipped int8 model with weights "
-                       "'default' (99.5% of pixels as fp32, same mIoU, 1.2-1.4x faster), else bf16 on "
-                       "CPUs with AMX, else fp32; int8 also runs an int8 .onnx given as weights",
+    "device": Param("auto", "auto | cpu | cuda | cuda:N | intel_gpu | intel_npu (auto: cuda if "
+                    "available, else cpu; Intel GPU/NPU through OpenVINO)"),
+    "precision": Param("auto", "auto: int8 where an int8 model exists (the shipped model's, or an int8 "
+                       ".onnx given as weights), else fp16 on CUDA and Intel GPU/NPU, else fp32 on a CPU "
+                       "(bf16 where measured faster with >= 99% of labels as fp32)",
                        choices=PRECISIONS),
-    "backend": Param("auto", "auto: ONNX Runtime for fp32/int8 on a CPU, PyTorch otherwise",
-                     choices=BACKENDS),
+    "backend": Param("auto", "auto: the installed backend measured fastest for this CPU, weights, size "
+                     "and precision (cached); PyTorch on CUDA", choices=BACKENDS),
     "palette": Param("", "file of RGB colours per class (YAML/JSON list); '' = the model's"),
     "class_names": Param("", "file of class names (YAML/JSON list or one per line); '' = the model's"),
     # --- inference ---
@@ -183,8 +185,8 @@ def check_value(name, value):
     param = PARAMETERS[name]
     if param.choices and value not in param.choices:
         return f"{name} must be one of {param.choices}, got {value!r}"
-    if name == "device" and not (value in ("auto", "cpu", "cuda") or _is_cuda_index(value)):
-        return f"device must be auto, cpu, cuda or cuda:N, got {value!r}"
+    if name == "device" and device_name_problem(value):
+        return device_name_problem(value)
     if name == "image_topics":
         return _check_topics(value)
     if name in ("weights", "palette", "class_names") and value not in ("", "default"):
@@ -238,11 +240,6 @@ def check_input_pixels(values):
         return (f"input_width x input_height = {values['input_width']} x {values['input_height']} = "
                 f"{pixels} pixels exceeds max_input_pixels {values['max_input_pixels']} (memory)")
     return None
-
-
-def _is_cuda_index(value):
-    prefix, _, index = value.partition(":")
-    return prefix == "cuda" and index.isdigit()
 
 
 def topic_namespace(topic):

@@ -1,0 +1,109 @@
+"""The OpenVINO backend: the whole frame pipeline in one compiled graph (uint8 in, labels out)
+gives today's labels, its tie rule is max(1)'s, graphs are bounded, exports run as they are."""
+import numpy as np
+import pytest
+import torch
+
+from refinenet_ros import Segmenter
+from refinenet_ros.engine.export import ExportWrapper, export_onnx, load_fused_model
+from refinenet_ros.engine.upsample import top_class
+from refinenet_ros.models import create_model
+
+ov = pytest.importorskip("openvino")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    from test_engine import sharp_model
+    path = tmp_path_factory.mktemp("openvino") / "mbv2_5.pth"
+    torch.save(sharp_model(5).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def engines(weights):
+    common = {"weights": weights, "device": "cpu", "precision": "fp32"}
+    return Segmenter(**common, backend="torch"), Segmenter(**common, backend="openvino")
+
+
+def scene(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 255 // max(w - 1, 1), yy * 255 // max(h - 1, 1), (xx * yy) % 256], -1)
+    return np.clip(base + rng.integers(-30, 30, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("frame_size, input_size, output_resolution", [
+    ((64, 96), None, "input"),          # native size
+    ((90, 130), (64, 96), "input"),     # resized in the graph, labels back at the frame's size
+    ((45, 61), (64, 96), "network"),    # upscaled in the graph, labels at the network size
+])
+def test_in_graph_pipeline_gives_the_torch_engine_s_labels(engines, frame_size, input_size,
+                                                           output_resolution):
+    torch_engine, openvino = engines
+    frames = [scene(*frame_size, seed=1), scene(*frame_size, seed=2)]
+    kwargs = {"input_size": input_size, "output_resolution": output_resolution, "with_confidence": True,
+              "overlay_alpha": 0.4}
+    for want, got in zip(torch_engine.segment(frames, **kwargs), openvino.segment(frames, **kwargs)):
+        assert got.labels.shape == want.labels.shape and got.labels.dtype == np.uint8
+        assert np.mean(got.labels == want.labels) >= 0.999
+        np.testing.assert_array_equal(got.color, openvino.palette[got.labels])
+        assert got.overlay.shape == got.color.shape
+        same = got.labels == want.labels
+        np.testing.assert_allclose(got.confidence[same], want.confidence[same], atol=2e-3)
+    assert openvino.last_timings["preprocess"] == 0.0  # all of it ran inside the graph
+
+
+@pytest.mark.parametrize("with_confidence", [False, True])
+def test_in_graph_top_class_breaks_ties_to_the_lowest_index(with_confidence):
+    import openvino.opset13 as ops
+    from refinenet_ros.engine.openvino_backend import _top_class_nodes
+    torch.manual_seed(0)
+    logits = torch.randn(1, 6, 9, 13)
+    logits[:, 3] = logits[:, 1] = logits.max(1).values + 1  # exact ties at every pixel: 1 wins
+    logits[:, :, :4] = torch.randn(1, 6, 4, 13)        # and ordinary pixels too
+    parameter = ops.parameter([1, 6, 9, 13], np.float32)
+    for size in [(9, 13), (37, 50)]:
+        nodes = _top_class_nodes(parameter.output(0), size, 6, with_confidence)
+        compiled = ov.Core().compile_model(ov.Model([ops.result(n) for n in nodes], [parameter]), "CPU",
+                                           {"INFERENCE_PRECISION_HINT": "f32"})
+        outputs = compiled({0: logits.numpy()})
+        labels, confidence = top_class(logits, size, with_confidence)
+        np.testing.assert_array_equal(outputs[0][0], labels[0].numpy())
+        if with_confidence:
+            np.testing.assert_allclose(outputs[1][0], confidence[0].numpy(), rtol=1e-5)
+        if size == (9, 13):
+            assert (outputs[0][0][4:] == 1).all()
+
+
+def test_graphs_are_bounded_and_an_unusual_frame_s_is_not_kept(engines):
+    from refinenet_ros.engine.openvino_backend import MAX_COMPILED
+    _, openvino = engines
+    network = openvino.network
+    for size in [(32, 48), (40, 56), (48, 64), (56, 72), (64, 80), (32, 48), (32, 48)]:
+        openvino.segment([scene(*size)])
+    assert len(network._compiled) <= MAX_COMPILED
+    before = dict(network._compiled)
+    result = openvino.segment([scene(400, 600)])[0]  # > 2x the recent median size: a spike
+    assert result.labels.shape == (400, 600) and dict(network._compiled) == before
+
+
+def test_exports_run_as_they_are(weights, tmp_path, engines):
+    torch_engine, _ = engines
+    model, info = load_fused_model("mbv2", str(weights))
+    export_onnx(ExportWrapper(model), tmp_path / "static.onnx", info, height=64, width=96)
+    static = Segmenter(weights=str(tmp_path / "static.onnx"), device="cpu", backend="openvino")
+    assert (static.backend, static.precision, static.fixed_input_size) == ("openvino", "fp32", (64, 96))
+    frame = [scene(64, 96, seed=3)]
+    assert np.mean(static.segment(frame)[0].labels == torch_engine.segment(frame)[0].labels) >= 0.999
+    with pytest.raises(ValueError, match="exported in fp32 .* precision='bf16' is not available"):
+        Segmenter(weights=str(tmp_path / "static.onnx"), device="cpu", backend="openvino", precision="bf16")
+
+
+def test_more_than_255_classes_give_uint16_labels(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "w300.pth"
+    torch.save(create_model("mbv2", 300).state_dict(), path)
+    seg = Segmenter(weights=path, device="cpu", precision="fp32", backend="openvino")
+    result = seg.segment([scene(32, 48)])[0]
+    assert result.labels.dtype == np.uint16 and result.labels.max() < 300
