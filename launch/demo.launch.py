@@ -14,7 +14,6 @@ from launch.actions import (
     DeclareLaunchArgument,
     IncludeLaunchDescription,
     OpaqueFunction,
-    SetEnvironmentVariable,
 )
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
@@ -25,7 +24,7 @@ from launch import LaunchDescription
 from refinenet_ros.ros.launch_helpers import (
     SEGMENTATION_ARGUMENTS,
     SOURCE_ARGUMENTS,
-    needs_fastdds_profile,
+    shipped_profile_actions,
 )
 
 PASSED_THROUGH = {name: value for name, value in SEGMENTATION_ARGUMENTS.items() if name != "image_topics"}
@@ -64,11 +63,7 @@ def generate_launch_description():
             image_topics=["[/", LaunchConfiguration("camera"), "/image_raw]"],
         ).items(),
     )
-    profile = []
-    if needs_fastdds_profile():  # for image_source too: VGA frames need the large SHM segment
-        profile = [SetEnvironmentVariable(
-            "FASTRTPS_DEFAULT_PROFILES_FILE",
-            [FindPackageShare("refinenet_ros"), "/config/fastdds.xml"])]
+    profile = shipped_profile_actions()  # for every process it starts
     arguments = {**SOURCE_ARGUMENTS, **PASSED_THROUGH}
     return LaunchDescription(
         [DeclareLaunchArgument(name, default_value=default, description=description)

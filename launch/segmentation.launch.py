@@ -12,7 +12,6 @@ from launch.actions import (
     DeclareLaunchArgument,
     LogInfo,
     OpaqueFunction,
-    SetEnvironmentVariable,
 )
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -21,10 +20,10 @@ from launch_ros.substitutions import FindPackageShare
 from launch import LaunchDescription
 from refinenet_ros.ros.launch_helpers import (
     SEGMENTATION_ARGUMENTS,
-    needs_fastdds_profile,
     node_overrides,
     params_file_value,
     rviz_available,
+    shipped_profile_actions,
     write_rviz_config,
 )
 
@@ -61,11 +60,7 @@ def launch_setup(context):
 
 
 def generate_launch_description():
-    profile = []
-    if needs_fastdds_profile():  # the shipped profile's shared memory carries VGA frames
-        profile = [SetEnvironmentVariable(
-            "FASTRTPS_DEFAULT_PROFILES_FILE",
-            [FindPackageShare("refinenet_ros"), "/config/fastdds.xml"])]
+    profile = shipped_profile_actions()  # for every process it starts
     return LaunchDescription(
         [DeclareLaunchArgument(name, default_value=default, description=description)
          for name, (default, description) in SEGMENTATION_ARGUMENTS.items()]

@@ -73,6 +73,7 @@ def ros_processes(console_scripts):
         full_env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED="1",
                         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
         full_env.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(REPO_ROOT / "config" / "fastdds.xml"))
+        full_env.setdefault("RMW_FASTRTPS_USE_QOS_FROM_XML", "1")
         full_env.update(env or {})
         process = subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO_ROOT, env=full_env,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

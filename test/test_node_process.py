@@ -48,7 +48,8 @@ class NodeProcess:
         params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": parameters}}))
         env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID), ROS_LOG_DIR=str(tmp_path / "log"),
                    ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1",
-                   FASTRTPS_DEFAULT_PROFILES_FILE=str(REPO / "config" / "fastdds.xml"), **(extra_env or {}))
+                   FASTRTPS_DEFAULT_PROFILES_FILE=str(REPO / "config" / "fastdds.xml"),
+                   RMW_FASTRTPS_USE_QOS_FROM_XML="1", **(extra_env or {}))
         # the shipped parameter file first, the test's values over it (the later file wins)
         files = ["--params-file", str(REPO / "config" / "params.yaml"), "--params-file", str(params_file)]
         self.process = subprocess.Popen(node_command() + ["--ros-args"] + files, env=env, text=True,

@@ -54,7 +54,8 @@ def _workspace_env(workspace, domain_id):
                             capture_output=True, check=True, env=dict(os.environ))
     env = dict(line.split("=", 1) for line in dumped.stdout.decode().split("\0") if "=" in line)
     env.update(ROS_DOMAIN_ID=str(domain_id), PYTHONUNBUFFERED="1")
-    env.pop("FASTRTPS_DEFAULT_PROFILES_FILE", None)  # the launch files must set it themselves
+    for name in ("FASTRTPS_DEFAULT_PROFILES_FILE", "RMW_FASTRTPS_USE_QOS_FROM_XML"):
+        env.pop(name, None)  # the launch files must set them themselves
     return env
 
 
@@ -176,7 +177,8 @@ def test_colcon_build_then_ros2_launch_two_cameras(workspace, topic_recorder):
         node_pid = launch.pids()[0]
         environ = pathlib.Path(f"/proc/{node_pid}/environ").read_bytes().decode(errors="replace")
         profile = workspace / "install/refinenet_ros/share/refinenet_ros/config/fastdds.xml"
-        assert f"FASTRTPS_DEFAULT_PROFILES_FILE={profile}" in environ.split("\0")
+        assert {f"FASTRTPS_DEFAULT_PROFILES_FILE={profile}", "RMW_FASTRTPS_USE_QOS_FROM_XML=1"} \
+            <= set(environ.split("\0"))
     finally:
         if launch.process.poll() is None:
             _stopped_cleanly(launch)

@@ -34,6 +34,7 @@ SOURCE_ARGUMENTS = {
     "camera": ("camera", "camera namespace: frames go to /<camera>/image_raw"),
 }
 PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
+PROFILE_QOS_VARIABLE = ("RMW_FASTRTPS_USE_QOS_FROM_XML", "1")  # the profile's memory policy applies
 RVIZ_OUTPUTS = ("color", "overlay")  # shown in RViz for each camera
 
 
@@ -42,6 +43,19 @@ def needs_fastdds_profile(environ=os.environ):
     one, whose large shared-memory segment carries VGA frames (without it, 66 of 150 VGA frames
     arrived in a measured run)."""
     return not any(environ.get(name) for name in PROFILE_VARIABLES)
+
+
+def shipped_profile_actions():
+    """Launch actions that select the shipped Fast DDS profile, where the user set none: its
+    large shared-memory segment carries VGA frames, and RMW_FASTRTPS_USE_QOS_FROM_XML lets its
+    history memory policy apply (buffers sized per message, so one huge frame's are freed)."""
+    if not needs_fastdds_profile():
+        return []
+    from launch.actions import SetEnvironmentVariable
+    from launch_ros.substitutions import FindPackageShare
+    return [SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE",
+                                   [FindPackageShare("refinenet_ros"), "/config/fastdds.xml"]),
+            SetEnvironmentVariable(*PROFILE_QOS_VARIABLE)]
 
 
 def rviz_available():

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from ..engine.paths import config_file
+from ..ros.launch_helpers import PROFILE_QOS_VARIABLE, needs_fastdds_profile
 
 ENTRY_POINTS = {"segmentation_node": "refinenet_ros.ros.node:main", "image_source": "refinenet_ros.ros.image_source:main"}
 
@@ -15,7 +16,9 @@ def ros_environment():
     """Environment of this process and its children: Fast DDS with the package's profile
     (large shared-memory segment, so VGA frames are not lost) and this package on the path."""
     os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-    os.environ.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(config_file("fastdds.xml")))
+    if needs_fastdds_profile():
+        os.environ["FASTRTPS_DEFAULT_PROFILES_FILE"] = str(config_file("fastdds.xml"))
+        os.environ.setdefault(*PROFILE_QOS_VARIABLE)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     package_parent = str(pathlib.Path(__file__).resolve().parents[2])  # holds refinenet_ros/
     env = dict(os.environ, PYTHONUNBUFFERED="1")
