@@ -37,73 +37,80 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def run_one(args, backend):
-    """In this process: the node, VGA frames, one large frame, VGA frames; RSS throughout."""
-    import rclpy
-    from rclpy.executors import MultiThreadedExecutor
-    from rclpy.parameter import Parameter
-    from sensor_msgs.msg import Image
+class Rig:
+    """The node and a camera on one private context, spun in the background."""
 
-    from ..ros.conversions import numpy_to_image
-    from ..ros.node import SegmentationNode
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=args.domain_id)
-    overrides = [Parameter("image_topics", value=["/memory/image_raw"]), Parameter("device", value="cpu"),
-                 Parameter("weights", value=args.weights), Parameter("backend", value=backend),
-                 Parameter("precision", value=args.precision), Parameter("qos", value="reliable")]
-    node = SegmentationNode(context=context, parameter_overrides=overrides)
-    client = rclpy.create_node("memory_camera", context=context)
-    arrived = {"labels": 0, "big": False}
-    big_width = int(args.spike.split("x")[0])
+    def __init__(self, args, backend):
+        import rclpy
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.parameter import Parameter
+        from sensor_msgs.msg import Image
 
-    def on_labels(message):
-        arrived["labels"] += 1
-        arrived["big"] = arrived["big"] or message.width == big_width
+        from ..ros.conversions import numpy_to_image
+        from ..ros.node import SegmentationNode
+        self.rclpy, self.to_image = rclpy, numpy_to_image
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=args.domain_id)
+        overrides = [Parameter("image_topics", value=["/memory/image_raw"]), Parameter("device", value="cpu"),
+                     Parameter("weights", value=args.weights), Parameter("backend", value=backend),
+                     Parameter("precision", value=args.precision), Parameter("qos", value="reliable")]
+        self.node = SegmentationNode(context=self.context, parameter_overrides=overrides)
+        self.client = rclpy.create_node("memory_camera", context=self.context)
+        self.labels, self.big_seen, self.big_width = 0, False, int(args.spike.split("x")[0])
+        for output in ("labels", "color", "overlay"):
+            self.client.create_subscription(Image, f"/memory/segmentation/{output}",
+                                            self._on_labels if output == "labels" else (lambda _: None), 2)
+        self.publisher = self.client.create_publisher(Image, "/memory/image_raw", 1)
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        for node in (self.node, self.client):
+            self.executor.add_node(node)
+        threading.Thread(target=self.executor.spin, daemon=True).start()
+        frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+        self.vga = numpy_to_image(frame, "rgb8")
 
-    for output in ("labels", "color", "overlay"):
-        client.create_subscription(Image, f"/memory/segmentation/{output}",
-                                   on_labels if output == "labels" else (lambda _: None), 2)
-    publisher = client.create_publisher(Image, "/memory/image_raw", 1)
-    executor = MultiThreadedExecutor(num_threads=2, context=context)
-    for n in (node, client):
-        executor.add_node(n)
-    threading.Thread(target=executor.spin, daemon=True).start()
-    vga = numpy_to_image(np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8), "rgb8")
+    def _on_labels(self, message):
+        self.labels += 1
+        self.big_seen = self.big_seen or message.width == self.big_width
 
-    def frames_until(predicate, timeout):
+    def vga_frames(self, until, timeout):
+        """VGA frames, each once the previous one's labels came back, until ``until()``."""
         deadline = time.monotonic() + timeout
-        while not predicate() and time.monotonic() < deadline:
-            before = arrived["labels"]
-            publisher.publish(vga)
-            wait = time.monotonic() + 2.0
-            while arrived["labels"] == before and time.monotonic() < wait:
+        while not until() and time.monotonic() < deadline:
+            before, wait = self.labels, time.monotonic() + 2.0
+            self.publisher.publish(self.vga)
+            while self.labels == before and time.monotonic() < wait:
                 time.sleep(0.005)
 
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.client.destroy_node()
+        self.rclpy.shutdown(context=self.context)
+
+
+def run_one(args, backend):
+    """In this process: VGA frames, one large frame, VGA frames; RSS throughout."""
+    rig = Rig(args, backend)
     try:
-        frames_until(lambda: arrived["labels"] >= 15, 120)
+        rig.vga_frames(lambda: rig.labels >= 15, 120)
         before = rss_mb()
         width, height = (int(v) for v in args.spike.split("x"))
-        big = numpy_to_image(np.full((height, width, 3), 120, np.uint8), "rgb8")
-        publisher.publish(big)
-        del big
+        rig.publisher.publish(rig.to_image(np.full((height, width, 3), 120, np.uint8), "rgb8"))
         peak, deadline = rss_mb(), time.monotonic() + 120
-        while not arrived["big"] and time.monotonic() < deadline:  # nothing else until it is served
+        while not rig.big_seen and time.monotonic() < deadline:  # nothing else until it is served
             time.sleep(0.01)
             peak = max(peak, rss_mb())
-        peak, samples, settle_end = max(peak, rss_mb()), [], time.monotonic() + args.settle
+        samples, settle_end = [], time.monotonic() + args.settle
         while time.monotonic() < settle_end:
-            frames_until(lambda: False, 0.5)
+            rig.vga_frames(lambda: False, 0.5)
             samples.append(round(rss_mb(), 1))
-            peak = max(peak, samples[-1])
-        return {"backend": node.segmenter.backend, "precision": node.segmenter.precision,
-                "spike_segmented": arrived["big"], "rss_mb_before": round(before, 1),
+        peak = max([peak, *samples])
+        return {"backend": rig.node.segmenter.backend, "precision": rig.node.segmenter.precision,
+                "spike_segmented": rig.big_seen, "rss_mb_before": round(before, 1),
                 "rss_mb_peak": round(peak, 1), "rss_mb_settled": samples[-1],
                 "settled_minus_before_mb": round(samples[-1] - before, 1), "rss_mb_samples": samples}
     finally:
-        executor.shutdown()
-        node.destroy_node()
-        client.destroy_node()
-        rclpy.shutdown(context=context)
+        rig.close()
 
 
 def main(argv=None):
