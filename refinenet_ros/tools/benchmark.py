@@ -79,6 +79,17 @@ def synthetic_frames(batch, height, width, seed=0):
     return frames
 
 
+def benchmark_frames(args):
+    """(timed frames, frames checked for agreement): real ones from --frames, else synthetic."""
+    if not args.frames:
+        frames = synthetic_frames(args.batch, args.height, args.width)
+        return frames, frames
+    from ..engine.frames import read_frames  # real frames: label agreement means what it says
+    frames = read_frames(args.frames, args.batch)
+    args.height, args.width = frames[0].shape[:2]
+    return frames, read_frames(args.frames, max(args.batch, AGREEMENT_FRAMES))
+
+
 def run(args):
     random_init = args.weights is None
     if random_init:  # one random model for both pipelines
@@ -91,14 +102,7 @@ def run(args):
                        backend=args.backend)
     model = load_checkpoint(create_model(engine.arch, engine.num_classes), args.weights)
     baseline = NaiveSegmenter(model, engine.palette, args.input_size, engine.device)
-    if args.frames:  # real frames: label agreement then means what it says
-        from ..engine.frames import read_frames
-        frames = read_frames(args.frames, args.batch)
-        args.height, args.width = frames[0].shape[:2]
-        checked = read_frames(args.frames, max(args.batch, AGREEMENT_FRAMES))
-    else:
-        frames = synthetic_frames(args.batch, args.height, args.width)
-        checked = frames
+    frames, checked = benchmark_frames(args)
     sync = torch.cuda.synchronize if engine.device.type == "cuda" else (lambda: None)
 
     engine_times, baseline_times = [], []
@@ -151,7 +155,10 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="torch.compile the engine's model")
     parser.add_argument("--backend", default="auto", choices=BACKENDS,
-                        help="the engine's backend (auto: onnxruntime for fp32/int8 on a CPU, else torch)")
+                        help="the engine's backend (auto: the fastest measured, engine/plan.py)")
+    parser.add_argument("--all-backends", action="store_true",
+                        help="every installed backend and precision for these weights on this CPU, and "
+                             "auto's choice: model alone, engine end to end, agreement (one run)")
     args = parser.parse_args(argv)
     if args.weights is None and args.num_classes is None:
         args.num_classes = 11
@@ -170,7 +177,18 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    print(json.dumps(run(parse_args(argv)), indent=2))
+    args = parse_args(argv)
+    if args.all_backends:
+        from .benchmark_backends import run_all
+        if args.engine_weights is None:
+            parser_error = "--all-backends needs --weights (a checkpoint, an export or 'default')"
+            raise SystemExit(parser_error)
+        frames, checked = benchmark_frames(args)
+        result = {"weights": args.engine_weights, "height": args.height, "width": args.width,
+                  "batch": args.batch, "iterations": args.iterations, **run_all(args, frames, checked)}
+        print(json.dumps(result, indent=2))
+        return
+    print(json.dumps(run(args), indent=2))
 
 
 if __name__ == "__main__":
