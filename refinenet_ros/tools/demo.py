@@ -93,6 +93,7 @@ class Recorder(Node):
         self.latest = None
         self.inputs = self.segmented = 0
         self.latencies_ms, self.output_times, self.class_pixels = [], [], {}
+        self.input_times = []  # the source's own rate, which bounds what the node can show
         self.engine, self.dropped = {}, None  # from the node's /diagnostics
         self.create_subscription(Image, f"/{CAMERA}/image_raw", self.on_input, qos_profile_sensor_data)
         for kind in OUTPUTS:
@@ -106,6 +107,7 @@ class Recorder(Node):
 
     def on_input(self, msg):
         self.inputs += 1
+        self.input_times.append(time.monotonic())
         self._store(msg, "input")
 
     def on_output(self, kind, msg):
@@ -188,6 +190,14 @@ def record(recorder, processes, args):
                   f"latency p50 {np.percentile(recorder.latencies_ms, 50):.0f} ms", flush=True)
 
 
+def _rate_over(times, window):
+    """Frames per second of ``times`` within the span of ``window`` (the measured outputs)."""
+    if len(window) < 2:
+        return None
+    inside = [t for t in times if window[0] <= t <= window[-1]]
+    return round((len(inside) - 1) / (window[-1] - window[0]), 2) if len(inside) > 1 else None
+
+
 def write_outputs(recorder, output, class_names, facts):
     class_names = class_names or [f"class_{k}" for k in range(max(recorder.class_pixels, default=0) + 1)]
     written = []
@@ -248,6 +258,7 @@ def run(args):
                      frames_received=recorder.inputs, frames_segmented=recorder.segmented,
                      warmup_frames=args.warmup, wall_time_s=round(time.monotonic() - started, 1),
                      node_inference_ms_p50=recorder.engine.get("inference_ms_p50"),
+                     source_fps=_rate_over(recorder.input_times, recorder.output_times),
                      node_dropped_frames=recorder.dropped,
                      rmw=os.environ["RMW_IMPLEMENTATION"])
     finally:
