@@ -3,6 +3,7 @@
     ros2 launch refinenet_ros segmentation.launch.py image_topics:=[/cam0/image_raw,/cam1/image_raw]
     ros2 launch refinenet_ros segmentation.launch.py image_topics:=/front/image_raw transport:=compressed
     ros2 launch refinenet_ros segmentation.launch.py image_topics:=/front/image_raw device:=cuda use_rviz:=true
+    ros2 launch refinenet_ros segmentation.launch.py autostart:=false   # for a lifecycle manager
 
 For each camera "<ns>/<name>" the node publishes <ns>/segmentation/{labels,color,overlay,...}.
 Arguments left empty keep the value of params_file (config/params.yaml by default); the list
@@ -14,7 +15,7 @@ from launch.actions import (
     OpaqueFunction,
 )
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.substitutions import FindPackageShare
 
 from launch import LaunchDescription
@@ -36,7 +37,7 @@ def launch_setup(context):
     values = {name: LaunchConfiguration(name).perform(context) for name in SEGMENTATION_ARGUMENTS}
     params_file = values["params_file"] or share_file(context, "config", "params.yaml")
     overrides = node_overrides(values)
-    actions = [Node(
+    actions = [LifecycleNode(  # a managed node: with autostart:=false a lifecycle manager drives it
         package="refinenet_ros",
         executable="segmentation_node",
         name="segmentation_node",

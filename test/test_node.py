@@ -242,17 +242,22 @@ def test_flood_drops_old_frames_never_queues_and_ends_on_the_newest(ros):
     assert node.processed_frames[1] - processed_before == processed  # nothing left queued
 
 
-def test_cameras_without_subscribers_run_no_inference(ros):
+def test_cameras_without_subscribers_are_not_even_subscribed(ros):
+    """image_pipeline's rule: an unwatched camera's image, camera_info (and depth) topics have no
+    subscription from the node, so its frames do not cross DDS at all."""
     node, client = ros
     pixels = RNG.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    assert client.node.count_subscribers("/cam_c/image_raw") == 0
+    assert client.node.count_subscribers("/cam_c/camera_info") == 0
+    assert client.node.count_subscribers("/cam_a/image_raw") == 1  # watched: subscribed
     for _ in range(10):
         client.publish("/cam_c", pixels)
         time.sleep(0.05)
     diagnostics = client.wait_for("/diagnostics", lambda a: any(
-        "/cam_c/image_raw" in s.name and float(dict((v.key, v.value) for v in s.values)["input_fps"]) > 0
+        "/cam_c/image_raw" in s.name and float(dict((v.key, v.value) for v in s.values)["input_fps"]) == 0
         for s in a.status))
     assert node.processed_frames[2] == 0
-    assert any(s.name.endswith(": inference") and {v.key for v in s.values} >= {"device", "precision", "backend"}
+    assert any(s.name.endswith(": inference") and {v.key for v in s.values} >= {"device", "precision", "backend", "state"}
                for s in diagnostics.status)
 
 

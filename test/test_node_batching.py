@@ -88,7 +88,7 @@ def test_params_yaml_declares_every_parameter_with_its_default(repo_root):
 
 @pytest.mark.parametrize("name,value,reason", [
     ("qos", "fast", "qos must be one of"),
-    ("device", "gpu", "device must be auto, cpu, cuda or cuda:N"),
+    ("device", "gpu", "unknown device 'gpu'; use 'auto', 'cpu', 'cuda', 'cuda:N'"),
     ("image_topics", ["/a/image", "/a/image"], "duplicates"),
     ("image_topics", ["/a/image", "/a/image_rect"], "share a namespace"),
     ("weights", "/no/such/file.pth", "does not exist"),

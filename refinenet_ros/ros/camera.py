@@ -5,6 +5,7 @@ import copy
 from dataclasses import dataclass
 
 import numpy as np
+from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
@@ -31,32 +32,65 @@ class CameraConfig:
 
 
 class Camera:
-    """One input topic: its subscriptions, output publishers and latest camera_info."""
+    """One input topic: its output publishers, its subscriptions (image, camera_info, depth),
+    made only while the camera is active and one of its outputs has a subscriber (publisher
+    matched events, as image_pipeline does), and its latest camera_info."""
 
     def __init__(self, node, index, topic, qos, config):
         self.index, self.topic = index, topic
         self.info = None
+        self._node, self._qos, self._config = node, qos, config
+        self._active, self._subscriptions = False, []
         out_qos = output_qos(config.output_qos)
+        events = PublisherEventCallbacks(matched=lambda _: self.update_subscriptions())
         names = list(OUTPUTS) + [f"mask/{group}" for group in config.mask_groups or {}]
-        self.publishers = {name: node.create_publisher(Image, sibling_topic(topic, f"segmentation/{name}"),
-                                                       out_qos) for name in names}
+        if config.depth_topic:
+            names.append("points")
+        self.publishers = {name: node.create_publisher(
+            PointCloud2 if name == "points" else Image, sibling_topic(topic, f"segmentation/{name}"),
+            out_qos, event_callbacks=events) for name in names}
         self.mask_groups = config.mask_groups or {}
         self.info_publisher = node.create_publisher(
-            CameraInfo, sibling_topic(topic, "segmentation/camera_info"), out_qos)
+            CameraInfo, sibling_topic(topic, "segmentation/camera_info"), out_qos, event_callbacks=events)
+        self.depth = DepthPairing(config.depth_tolerance_ms) if config.depth_topic else None
+
+    def set_active(self, active):
+        """Subscribe (while watched) or unsubscribe; an inactive camera receives nothing."""
+        self._active = active
+        self.update_subscriptions()
+
+    def watched(self):
+        return any(p.get_subscription_count() > 0 for p in (*self.publishers.values(), self.info_publisher))
+
+    def update_subscriptions(self):
+        wanted = self._active and self.watched()
+        if wanted and not self._subscriptions:
+            self._subscriptions = self._subscribe()
+        elif not wanted and self._subscriptions:
+            for subscription in self._subscriptions:
+                self._node.destroy_subscription(subscription)
+            self._subscriptions = []
+
+    def _subscribe(self):
+        node, topic, qos, config = self._node, self.topic, self._qos, self._config
         if config.transport == "compressed":
-            node.create_subscription(CompressedImage, f"{topic.rstrip('/')}/compressed",
-                                     lambda msg: node.on_image(self, msg), qos)
+            made = [node.create_subscription(CompressedImage, f"{topic.rstrip('/')}/compressed",
+                                             lambda msg: node.on_image(self, msg), qos)]
         else:
-            node.create_subscription(Image, topic, lambda msg: node.on_image(self, msg), qos)
-        node.create_subscription(CameraInfo, sibling_topic(topic, "camera_info"), self.on_info, qos)
-        self.depth = None
-        if config.depth_topic:
-            self.depth = DepthPairing(config.depth_tolerance_ms)
-            self.publishers["points"] = node.create_publisher(
-                PointCloud2, sibling_topic(topic, "segmentation/points"), out_qos)
-            node.create_subscription(Image, config.depth_topic, self.depth.put, qos)
-            node.create_subscription(CameraInfo, sibling_topic(config.depth_topic, "camera_info"),
-                                     lambda msg: setattr(self.depth, "info", msg), qos)
+            made = [node.create_subscription(Image, topic, lambda msg: node.on_image(self, msg), qos)]
+        made.append(node.create_subscription(CameraInfo, sibling_topic(topic, "camera_info"), self.on_info, qos))
+        if self.depth is not None:
+            made.append(node.create_subscription(Image, config.depth_topic, self.depth.put, qos))
+            made.append(node.create_subscription(CameraInfo, sibling_topic(config.depth_topic, "camera_info"),
+                                                 lambda msg: setattr(self.depth, "info", msg), qos))
+        return made
+
+    def destroy(self):
+        """Unsubscribe and remove the publishers (the node's cleanup)."""
+        self.set_active(False)
+        for publisher in (*self.publishers.values(), self.info_publisher):
+            self._node.destroy_publisher(publisher)
+        self.publishers = {}
 
     def on_info(self, msg):
         self.info = msg

@@ -12,7 +12,7 @@ import yaml
 from .params import PARAMETERS, markdown_cell, sibling_topic
 
 # Launch arguments that set a node parameter (empty = keep the params file's value).
-NODE_ARGUMENTS = ("image_topics", "transport", "arch", "weights", "device", "precision", "backend",
+NODE_ARGUMENTS = ("autostart", "image_topics", "transport", "arch", "weights", "device", "precision", "backend",
                   "input_width", "input_height", "output_resolution")
 # name: (default, description) of every argument of segmentation.launch.py.
 SEGMENTATION_ARGUMENTS = {
@@ -95,6 +95,10 @@ def node_overrides(arguments):
         kind = type(PARAMETERS[name].default)
         if kind is list:
             overrides[name] = parse_topic_list(text)
+        elif kind is bool:
+            if text.lower() not in ("true", "false"):
+                raise ValueError(f"launch argument {name} must be true or false, got {text!r}")
+            overrides[name] = text.lower() == "true"
         elif kind is int:
             try:
                 overrides[name] = int(text)

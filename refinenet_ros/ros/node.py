@@ -1,23 +1,28 @@
 """The ROS 2 segmentation node: camera images in, labels / colour / overlay / confidence out.
 
-Subscription callbacks only validate a frame (zero-copy) and leave it in its camera's slot;
-one inference thread takes the pending frames of all cameras as a batch, runs the Segmenter
-and publishes each result with the input's exact header. Nothing is computed for outputs
-nobody subscribes to. Parameters: config/params.yaml; topics and diagnostics: docs/node.md.
+A managed (lifecycle) node. configure: read and check the parameters, load the model, create the
+outputs; activate: subscribe to the watched cameras and start inference; deactivate: stop
+inference and unsubscribe (the model stays loaded); cleanup: release the model; shutdown from
+any state. With ``autostart`` (the default) it configures and activates itself at start.
+
+Subscription callbacks only validate a frame (zero-copy) and leave it in its camera's slot; an
+inference thread takes the pending frames and a publishing thread sends each result with the
+input's exact header (ros/pipeline.py). A camera is subscribed only while one of its outputs has
+a subscriber. Parameters: config/params.yaml; topics, states and diagnostics: docs/node.md.
 
     ros2 run refinenet_ros segmentation_node --ros-args --params-file config/params.yaml
 """
+import gc
 import signal
 import sys
 import threading
-import time
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import (
     QoSProfile,
     ReliabilityPolicy,
@@ -28,11 +33,7 @@ from sensor_msgs.msg import Image
 
 from .batching import FrameSlots, PendingFrame
 from .camera import Camera, CameraConfig
-from .conversions import (
-    ImageConversionError,
-    image_to_numpy,
-    shorten,
-)
+from .conversions import ImageConversionError, image_to_numpy
 from .diagnostics import NodeStats
 from .navigation import parse_mask_groups, publish_label_info
 from .params import (
@@ -43,20 +44,63 @@ from .params import (
     declare_parameters,
     read_list_file,
 )
-from .pipeline import Pipeline
+from .pipeline import Collaborators, Pipeline
+from .problems import ProblemLog
 
 NODE_NAME = "segmentation_node"
-ERROR_LOG_PERIOD_S = 5.0
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
 class StartupError(RuntimeError):
     """The node cannot start with its parameters; the message says which and why."""
 
 
-class SegmentationNode(Node):
+class SegmentationNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
         self._values = declare_parameters(self)
+        self.segmenter, self.cameras, self._pipeline, self._settings = None, [], None, None
+        self._label_info_publishers, self._configure_error = [], None
+        self.finished = threading.Event()  # set by the shutdown transition
+        self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        period = self._values["diagnostics_period"]
+        self.create_timer(period if check_value("diagnostics_period", period) is None else 1.0,
+                          self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._name_clash_warned = False
+        if self._values["autostart"]:
+            if self.trigger_configure() != SUCCESS:
+                raise StartupError(self._configure_error)
+            self.trigger_activate()
+
+    @property
+    def state(self):
+        return self._state_machine.current_state[1]
+
+    @property
+    def processed_frames(self):
+        """Frames published per camera since the last activation."""
+        return self._pipeline.processed_frames if self._pipeline else [0] * len(self.cameras)
+
+    # -- transitions ----------------------------------------------------------------------
+    def on_configure(self, state):
+        try:
+            self._configure()
+        except StartupError as exc:
+            self._configure_error = str(exc)
+            self.get_logger().error(f"configure failed: {exc}")
+            self._release()
+            return FAILURE
+        seg = self.segmenter
+        batching = (f"batches of up to {self._settings.max_batch_size}" if seg.device.type == "cuda"
+                    else "one frame per model call (CPU)")
+        self.get_logger().info(
+            f"configured: {', '.join(c.topic for c in self.cameras)} with {seg.arch} ({seg.num_classes} "
+            f"classes, {seg.backend}) on {seg.device} in {seg.precision} ({seg.network.precision_reason}); "
+            f"{batching}")
+        return SUCCESS
+
+    def _configure(self):
         reason = check_values(self._values)
         if reason:
             raise StartupError(reason)
@@ -68,29 +112,66 @@ class SegmentationNode(Node):
         topics = self._values["image_topics"]
         qos = qos_profile_sensor_data if self._values["qos"] == "sensor_data" else \
             QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-        self._slots = FrameSlots(len(topics))
-        self._stats = NodeStats(topics)
-        self._error_logged = {}  # (camera, kind of error) -> monotonic time of the last log
-        self._name_clash_warned = False
         try:
             mask_groups = parse_mask_groups(self._values["mask_groups"], self.segmenter.class_names)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
+        self._stats = NodeStats(topics)
+        self._problems = ProblemLog(self.get_logger(), self._stats)
         self.cameras = [Camera(self, i, topic, qos, self._camera_config(i, mask_groups))
                         for i, topic in enumerate(topics)]
         self._label_info_publishers = publish_label_info(self, topics, self.segmenter.class_names)
-        self.processed_frames = [0] * len(topics)  # per camera, since start-up
-        self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(self._values["diagnostics_period"], self._publish_diagnostics)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._stopping = threading.Event()
-        self._pipeline = Pipeline(self)
-        seg = self.segmenter
-        batching = (f"batches of up to {self._settings.max_batch_size}" if seg.device.type == "cuda"
-                    else "one frame per model call (CPU)")
-        self.get_logger().info(
-            f"segmenting {', '.join(topics)} with {seg.arch} ({seg.num_classes} classes, {seg.backend}) "
-            f"on {seg.device} in {seg.precision} ({seg.network.precision_reason}); {batching}")
+
+    def on_activate(self, state):
+        self._slots, self._stopping = FrameSlots(len(self.cameras)), threading.Event()
+        self._pipeline = Pipeline(Collaborators(
+            slots=self._slots, stats=self._stats, segmenter=self.segmenter, cameras=self.cameras,
+            settings=lambda: self._settings, problems=self._problems, stop=self._stopping,
+            context_ok=self.context.ok))
+        for camera in self.cameras:
+            camera.set_active(True)
+        self.get_logger().info("active: segmenting the cameras that have subscribers")
+        return SUCCESS
+
+    def on_deactivate(self, state):
+        self._stop_pipeline()
+        self.get_logger().info("inactive: no inference, the model stays loaded")
+        return SUCCESS
+
+    def on_cleanup(self, state):
+        self._release()
+        self.get_logger().info("unconfigured: model released")
+        return SUCCESS
+
+    def on_shutdown(self, state):
+        self._release()
+        self.finished.set()
+        return SUCCESS
+
+    def on_error(self, state):
+        self._release()
+        return SUCCESS
+
+    def _stop_pipeline(self):
+        for camera in self.cameras:
+            camera.set_active(False)
+        if self._pipeline is not None:
+            self._stopping.set()
+            self._slots.close()
+            self._pipeline.join()
+            self._pipeline = None
+
+    def _release(self):
+        """Back to unconfigured: no pipeline, subscriptions, outputs or model."""
+        self._stop_pipeline()
+        for camera in self.cameras:
+            camera.destroy()
+        for publisher in self._label_info_publishers:
+            self.destroy_publisher(publisher)
+        self.cameras, self._label_info_publishers, self.segmenter = [], [], None
+        gc.collect()
+        from ..engine.memory import trim_heap
+        trim_heap()  # the model's pages go back to the system
 
     def _build_segmenter(self):
         # torch is imported here, once main() has set the signal handlers
@@ -115,6 +196,8 @@ class SegmentationNode(Node):
 
     # -- receiving (executor thread) ------------------------------------------------------
     def on_image(self, camera, msg):
+        if self._pipeline is None:
+            return  # a message taken while deactivating
         self._stats.received(camera.index)
         if not camera.wanted_outputs(self._settings):
             self._slots.discard(camera.index)  # nobody listens: no inference at all
@@ -124,26 +207,9 @@ class SegmentationNode(Node):
             try:
                 pixels = image_to_numpy(msg)
             except ImageConversionError as exc:
-                self._bad_frame(camera, str(exc))
+                self._problems.bad_frame(camera, str(exc))
                 return
         self._slots.put(PendingFrame(camera.index, msg, pixels))
-
-    def _bad_frame(self, camera, reason, kind="bad frame"):
-        """Count a skipped frame for ``camera`` and log it (throttled)."""
-        reason = shorten(reason)
-        self._stats.bad_frame(camera.index, reason)
-        self._log_problem(camera, kind, f"skipping frame ({kind}): {reason}")
-
-    def _log_problem(self, camera, kind, text, warning=False):
-        """Log at most once per ERROR_LOG_PERIOD_S per camera and kind of problem (user-controlled
-        text is cut short)."""
-        now = time.monotonic()
-        key = (camera.index, kind)
-        if now - self._error_logged.get(key, -ERROR_LOG_PERIOD_S) >= ERROR_LOG_PERIOD_S:
-            self._error_logged[key] = now
-            log = self.get_logger().warning if warning else self.get_logger().error
-            log(f"{camera.topic}: {shorten(text)} (logged at most every {ERROR_LOG_PERIOD_S:.0f} s per "
-                f"camera and kind)")
 
     # -- parameters and diagnostics (executor thread) ---------------------------------------
     def _on_set_parameters(self, parameters):
@@ -165,7 +231,7 @@ class SegmentationNode(Node):
 
     def _input_size_refused(self, settings):
         """Why the model cannot run at ``settings``' input size (a static ONNX export), or None."""
-        fixed = self.segmenter.fixed_input_size
+        fixed = self.segmenter.fixed_input_size if self.segmenter is not None else None
         if fixed is not None and settings.input_size not in (None, fixed):
             return (f"the ONNX model {self._values['weights']} only takes {fixed[1]}x{fixed[0]} input "
                     f"(a static export); set input_width/input_height to 0 or to that size")
@@ -182,21 +248,25 @@ class SegmentationNode(Node):
 
     def _publish_diagnostics(self):
         self._warn_on_name_clash()
-        seg = self.segmenter
-        self._diagnostics.publish(self._stats.report(
-            self.get_fully_qualified_name(), self._slots.dropped(), str(seg.device), seg.precision, seg.arch,
-            seg.backend))
+        name, seg = self.get_fully_qualified_name(), self.segmenter
+        if seg is None:  # unconfigured: only the state
+            status = DiagnosticStatus(name=f"{name}: inference", level=DiagnosticStatus.OK,
+                                      message=f"{self.state}: no model loaded",
+                                      values=[KeyValue(key="state", value=self.state)])
+            self._diagnostics.publish(DiagnosticArray(status=[status]))
+            return
+        dropped = self._slots.dropped() if self._pipeline else [0] * len(self.cameras)
+        self._diagnostics.publish(self._stats.report(name, dropped, str(seg.device), seg.precision,
+                                                     seg.arch, seg.backend, self.state))
 
     def destroy_node(self):
-        self._stopping.set()
-        self._slots.close()
-        self._pipeline.join()
+        self._stop_pipeline()  # the threads end first; rclpy destroys the entities
         return super().destroy_node()
 
 
 def main(args=None):
     """Console script ``segmentation_node``; returns the exit code (0 on SIGINT/SIGTERM at any
-    moment, 1 with one FATAL line for a start-up error)."""
+    moment and after the shutdown transition, 1 with one FATAL line for a start-up error)."""
     # Our own signal handlers only ask the spin loop to stop: rclpy's default ones shut the
     # context down under the inference thread's feet, which can abort the process
     # ("terminate called without an active exception") instead of exiting 0. They are set
@@ -212,7 +282,7 @@ def main(args=None):
         if stop.is_set():
             return 0  # signalled while the model loaded
         executor.add_node(node)
-        while not stop.is_set() and rclpy.ok():
+        while not stop.is_set() and not node.finished.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

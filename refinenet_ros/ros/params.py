@@ -57,6 +57,8 @@ class Param:
 
 PARAMETERS = {
     # --- inputs ---
+    "autostart": Param(True, "configure and activate at start; false: stay unconfigured for a "
+                       "lifecycle manager (ros2 lifecycle set ... configure / activate)"),
     "image_topics": Param(["/camera/image_raw"], "sensor_msgs/Image topics, one per camera, each in "
                           "its own namespace"),
     "transport": Param("raw", "raw: sensor_msgs/Image on each topic; compressed: CompressedImage "

@@ -4,22 +4,40 @@ between them lets batch N be published while batch N+1 runs, with memory bounded
 publishing falls behind, inference waits.
 
 By device: on CUDA a batch holds up to ``max_batch_size`` frames (one per camera), run as one
-forward. On a CPU every engine call takes one frame: batches only add cost there (measured on a
-2-core EPYC, VGA int8, 4 cameras: batches of 4 gave 0.96x the frames/s of single frames), so
-the cameras are served one frame at a time, round robin, with publishing overlapped.
+forward. On a CPU every engine call takes one frame, as batches only add cost there
+(docs/node.md), so the cameras are served one frame at a time, round robin, with publishing
+overlapped.
+
+The pipeline owns nothing it is given: the node creates its collaborators (frame slots, stats,
+segmenter, cameras, a settings getter, a problem sink, a stop event) and their lifetimes.
 """
 import queue
 import threading
 import time
+from dataclasses import dataclass
+from typing import Callable
 
-from .conversions import ImageConversionError, compressed_to_rgb, pixels_to_rgb, shorten
+from .conversions import ImageConversionError, compressed_to_rgb, pixels_to_rgb
 
 _DONE = object()
 
 
+@dataclass(frozen=True)
+class Collaborators:
+    slots: object          # batching.FrameSlots: pending frames, one per camera
+    stats: object          # diagnostics.NodeStats
+    segmenter: object      # engine.Segmenter
+    cameras: list          # camera.Camera, by index
+    settings: Callable     # () -> params.Settings now in force
+    problems: object       # problems.ProblemLog
+    stop: threading.Event  # set when the pipeline must stop
+    context_ok: Callable = lambda: True  # False once ROS is shutting down
+
+
 class Pipeline:
-    def __init__(self, node):
-        self.node = node
+    def __init__(self, parts):
+        self.parts = parts
+        self.processed_frames = [0] * len(parts.cameras)  # per camera, since the pipeline started
         self.handover = queue.Queue(maxsize=1)
         self.inference = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
         self.publishing = threading.Thread(target=self._publish_loop, name="publishing", daemon=True)
@@ -27,38 +45,38 @@ class Pipeline:
         self.publishing.start()
 
     def join(self):
-        """After the node's slots are closed: finish the batch in flight, then stop. No timeout:
-        a batch still running must end before the interpreter exits, or torch's threads abort
-        the process ("terminate called without an active exception")."""
+        """After the stop event is set and the slots closed: finish the batch in flight, then
+        stop. No timeout: a batch still running must end before the interpreter exits, or the
+        runtime's threads abort the process ("terminate called without an active exception")."""
         self.inference.join()
         self.handover.put(_DONE)
         self.publishing.join()
 
     # -- inference thread ---------------------------------------------------------------
     def _inference_loop(self):
-        node = self.node
-        while not node._stopping.is_set():
-            settings = node._settings
-            batch = settings.max_batch_size if node.segmenter.device.type == "cuda" else 1
-            frames = node._slots.take(batch, settings.batch_timeout_s)
+        parts = self.parts
+        while not parts.stop.is_set():
+            settings = parts.settings()
+            batch = settings.max_batch_size if parts.segmenter.device.type == "cuda" else 1
+            frames = parts.slots.take(batch, settings.batch_timeout_s)
             if frames:
-                settings = node._settings  # the settings now in force, after the wait
+                settings = parts.settings()  # the settings now in force, after the wait
                 jobs, results = self._infer(frames, settings)
                 if jobs:
                     self.handover.put((jobs, results, settings))
 
     def _infer(self, frames, settings):
-        node, jobs = self.node, []  # (frame, wanted outputs, RGB image)
+        parts, jobs = self.parts, []  # (frame, wanted outputs, RGB image)
         for frame in frames:
-            outputs = node.cameras[frame.camera].wanted_outputs(settings)  # subscribers may have left
+            outputs = parts.cameras[frame.camera].wanted_outputs(settings)  # subscribers may have left
             if not outputs:
                 continue
             started = time.perf_counter()
             try:
                 jobs.append((frame, outputs, _frame_rgb(frame)))
             except (ImageConversionError, ValueError, TypeError) as exc:
-                node._bad_frame(node.cameras[frame.camera], str(exc), "conversion")
-            node._stats.stage("convert", (time.perf_counter() - started) * 1000.0)
+                parts.problems.bad_frame(parts.cameras[frame.camera], str(exc), "conversion")
+            parts.stats.stage("convert", (time.perf_counter() - started) * 1000.0)
         results = self._segment(jobs, settings)
         if len(jobs) > 1 and results is None:  # one camera's frame broke the batch: retry singly
             singles = [(job, self._segment([job], settings)) for job in jobs]
@@ -70,26 +88,26 @@ class Pipeline:
         """Results for ``jobs``, or None when the model failed (counted for a lone frame's camera)."""
         if not jobs:
             return None
-        node = self.node
+        parts = self.parts
         frames, outputs, images = zip(*jobs)
         start = time.perf_counter()
         try:
-            results = node.segmenter.segment(
+            results = parts.segmenter.segment(
                 images, output_resolution=settings.output_resolution, input_size=settings.input_size,
                 max_pixels=settings.max_input_pixels,
                 with_confidence=any("confidence" in o or "points" in o for o in outputs),
                 overlay_alpha=settings.overlay_alpha if any("overlay" in o for o in outputs) else None)
         except Exception as exc:  # noqa: BLE001 - keep serving; reported per camera on /diagnostics
-            if node._stopping.is_set() or not node.context.ok():
+            if parts.stop.is_set() or not parts.context_ok():
                 return None
             reason = f"inference failed: {type(exc).__name__}: {exc}"
-            node._stats.last_inference_error = shorten(reason)
+            parts.problems.inference_failed(reason)
             if len(jobs) == 1:
-                node._bad_frame(node.cameras[frames[0].camera], reason, "inference")
+                parts.problems.bad_frame(parts.cameras[frames[0].camera], reason, "inference")
             return None
-        node._stats.batch(len(frames), (time.perf_counter() - start) * 1000.0)
-        for stage, ms in node.segmenter.last_timings.items():
-            node._stats.stage(stage, ms)
+        parts.stats.batch(len(frames), (time.perf_counter() - start) * 1000.0)
+        for stage, ms in parts.segmenter.last_timings.items():
+            parts.stats.stage(stage, ms)
         return results
 
     # -- publishing thread --------------------------------------------------------------
@@ -98,20 +116,20 @@ class Pipeline:
             self._publish(*item)
 
     def _publish(self, jobs, results, settings):
-        node = self.node
+        parts = self.parts
         for (frame, outputs, _), result in zip(jobs, results):
-            camera = node.cameras[frame.camera]
+            camera = parts.cameras[frame.camera]
             started = time.perf_counter()
             try:
                 cloud_problem = camera.publish(frame.message, result, outputs, settings)
             except Exception as exc:  # noqa: BLE001 - e.g. a camera_info that cannot be scaled
-                node._bad_frame(camera, f"{type(exc).__name__}: {exc}", "publishing")
+                parts.problems.bad_frame(camera, f"{type(exc).__name__}: {exc}", "publishing")
                 continue
-            node._stats.stage("publish", (time.perf_counter() - started) * 1000.0)
+            parts.stats.stage("publish", (time.perf_counter() - started) * 1000.0)
             if cloud_problem:  # the frame's other outputs went out
-                node._log_problem(camera, "point cloud", f"no point cloud: {cloud_problem}", warning=True)
-            node._stats.published(frame.camera, frame.received)
-            node.processed_frames[frame.camera] += 1
+                parts.problems.log(camera, "point cloud", f"no point cloud: {cloud_problem}", warning=True)
+            parts.stats.published(frame.camera, frame.received)
+            self.processed_frames[frame.camera] += 1
 
 
 def _frame_rgb(frame):
