@@ -21,6 +21,9 @@ def test_topic_list_argument_forms():
     assert overrides == {"image_topics": ["/a/image"], "input_width": 480, "device": "cpu"}
     with pytest.raises(ValueError, match="input_width"):
         launch_helpers.node_overrides({"input_width": "wide"})
+    assert launch_helpers.node_overrides({"autostart": "False"}) == {"autostart": False}
+    with pytest.raises(ValueError, match="autostart must be true or false"):
+        launch_helpers.node_overrides({"autostart": "later"})
 
 
 def test_rviz_config_shows_colour_and_overlay_of_each_camera(repo_root):

@@ -173,6 +173,9 @@ def test_colcon_build_then_ros2_launch_two_cameras(workspace, topic_recorder):
         got = subprocess.run([str(BIN / "ros2"), "param", "get", "--no-daemon", "--spin-time", "5", "/segmentation_node", "image_topics"],
                              env=env, capture_output=True, text=True, timeout=60)
         assert "/cam0/image_raw" in got.stdout and "/cam1/image_raw" in got.stdout, got
+        state = subprocess.run([str(BIN / "ros2"), "lifecycle", "get", "--no-daemon", "--spin-time", "5",
+                                "/segmentation_node"], env=env, capture_output=True, text=True, timeout=60)
+        assert state.stdout.startswith("active"), state  # a managed node, autostarted
         assert "rviz2 is not installed" in launch.output()
         node_pid = launch.pids()[0]
         environ = pathlib.Path(f"/proc/{node_pid}/environ").read_bytes().decode(errors="replace")

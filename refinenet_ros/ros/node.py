@@ -5,10 +5,9 @@ outputs; activate: subscribe to the watched cameras and start inference; deactiv
 inference and unsubscribe (the model stays loaded); cleanup: release the model; shutdown from
 any state. With ``autostart`` (the default) it configures and activates itself at start.
 
-Subscription callbacks only validate a frame (zero-copy) and leave it in its camera's slot; an
-inference thread takes the pending frames and a publishing thread sends each result with the
-input's exact header (ros/pipeline.py). A camera is subscribed only while one of its outputs has
-a subscriber. Parameters: config/params.yaml; topics, states and diagnostics: docs/node.md.
+Callbacks only validate a frame (zero-copy) into its camera's slot; ros/pipeline.py's threads
+segment and publish with the input's exact header. A camera is subscribed only while one of its
+outputs has a subscriber. Parameters: config/params.yaml; states, topics: docs/node.md.
 
     ros2 run refinenet_ros segmentation_node --ros-args --params-file config/params.yaml
 """
@@ -23,11 +22,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
-from rclpy.qos import (
-    QoSProfile,
-    ReliabilityPolicy,
-    qos_profile_sensor_data,
-)
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 
@@ -293,6 +288,8 @@ def main(args=None):
         if node is not None:
             node.destroy_node()  # joins the inference thread first
         rclpy.try_shutdown()
+        for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal (launch forwards one)
+            signal.signal(signum, signal.SIG_IGN)       # must not kill the exiting interpreter
     return code
 
 
