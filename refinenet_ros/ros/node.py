@@ -70,6 +70,8 @@ class SegmentationNode(LifecycleNode):
 
     @property
     def state(self):
+        """The lifecycle state's label (rclpy offers no public getter: its get_state service
+        answers from this same state machine)."""
         return self._state_machine.current_state[1]
 
     @property
