@@ -1,6 +1,7 @@
 """Datasets from ``image label`` list files (CamVid / VOC style) with training augmentation."""
 import math
 import os
+import sys
 
 import cv2
 import numpy as np
@@ -119,6 +120,13 @@ def class_weights(dataset, num_classes, ignore_index):
     present = weights > 0
     weights[present] /= weights[present].mean()
     return torch.tensor(weights, dtype=torch.float32)
+
+
+def worker_start_method(workers):
+    """How data workers start: fork (PyTorch's default) unless OpenVINO's thread pool already
+    runs in this process, where a forked worker has crashed the parent (a test process that ran
+    OpenVINO first); forkserver then."""
+    return "forkserver" if workers > 0 and "openvino" in sys.modules else None
 
 
 def worker_seed(worker_id):

@@ -29,6 +29,7 @@ from .data import (
     SegmentationDataset,
     class_weights,
     worker_seed,
+    worker_start_method,
 )
 from .evaluate import validate
 from .loss import SegmentationLoss, WeightAverage
@@ -105,7 +106,8 @@ class Trainer:
         self.train_loader = DataLoader(
             self.train_set, batch_size=args.batch_size // ctx.world_size, sampler=self.sampler,
             shuffle=self.sampler is None, drop_last=True, num_workers=args.workers,
-            worker_init_fn=worker_seed, generator=self.generator, pin_memory=self.device.type == "cuda")
+            worker_init_fn=worker_seed, generator=self.generator, pin_memory=self.device.type == "cuda",
+            multiprocessing_context=worker_start_method(args.workers))
         if len(self.train_loader) == 0:
             sys.exit(f"refinenet-train: {len(self.train_set)} images are fewer than one batch of "
                      f"{args.batch_size}")
@@ -115,7 +117,8 @@ class Trainer:
         self.val_loader = None
         if args.val_list and ctx.is_main:
             val_set = SegmentationDataset(args.val_list, ignore_index=args.ignore_index)
-            self.val_loader = DataLoader(val_set, batch_size=1, num_workers=min(args.workers, 1))
+            self.val_loader = DataLoader(val_set, batch_size=1, num_workers=min(args.workers, 1),
+                                         multiprocessing_context=worker_start_method(args.workers))
 
     def _resume(self):
         if not os.path.exists(self.last_path):
