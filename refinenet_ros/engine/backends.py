@@ -87,9 +87,8 @@ class OnnxRuntimeNetwork:
 
 
 def one_frame_at_a_time_on_cpu(model, x, device):
-    """``model(x)``; on CPUs frame by frame, which is faster than a batched call there (docs/
-    engine.md: 7.45 vs 4.17 frames/s, batch 4, 360x480, 2 cores: a batch's activations no longer
-    fit the caches). CUDA gets the whole batch at once."""
+    """``model(x)``; on CPUs frame by frame, which is faster than a batched call there (a batch's
+    activations no longer fit the caches; docs/engine.md). CUDA gets the whole batch at once."""
     if device.type != "cpu" or x.shape[0] == 1:
         return model(x)
     return torch.cat([model(x[i:i + 1]) for i in range(x.shape[0])])

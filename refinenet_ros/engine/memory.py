@@ -1,6 +1,5 @@
 """Giving memory back after an unusually large frame (a 4K image among VGA ones): ONNX Runtime's
-arena and the C heap otherwise keep their peak for the life of the process (measured: 1.19 GB
-steady, 1.86 GB after one 3840x2160 frame; 0.97 GB with this)."""
+arena and the C heap otherwise keep their peak for the life of the process (docs/node.md)."""
 import ctypes
 import ctypes.util
 import statistics

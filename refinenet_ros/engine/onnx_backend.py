@@ -60,7 +60,7 @@ class OnnxModel:
             raise OnnxModelError(f"ONNX model not found: {self.path}")
         options = ort.SessionOptions()
         # ONNX Runtime's workers spin after each run by default, starving the torch threads
-        # that pre- and post-process around it (docs/engine.md: 169 vs 146 ms per frame, 2 cores).
+        # that pre- and post-process around it (docs/engine.md).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # not a warning per constant that the optimiser folds away
         if threads:

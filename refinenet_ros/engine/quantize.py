@@ -2,10 +2,8 @@
 
 The result is a QDQ graph: per-channel symmetric int8 weights, uint8 activations whose ranges
 are calibrated (min/max) on real frames. The first encoder layers stay fp32: quantising them
-costs most of the label agreement and little of the speed (measured with the shipped CamVid
-MobileNet-v2 on 25 val frames, 360x480, 2 AVX2 cores: everything int8, 98.0% of pixels
-labelled as by fp32; stem and stages 0-2 kept fp32, 99.46%, worst frame 99.22%, at 72 ms
-against 109 ms for fp32 and 62 ms for everything int8).
+costs most of the label agreement and little of the speed (the measurements:
+docs/export.md#int8).
 Used by ``refinenet-export --int8`` and by ``python -m refinenet_ros.training.ship``.
 """
 import contextlib

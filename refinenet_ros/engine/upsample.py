@@ -5,16 +5,13 @@ Upsampling all C class maps of an 8K frame at once holds C x 33M floats (1.5 GB 
 upsampled one class at a time into a running maximum instead: the same bilinear values per
 class, the same first-index tie rule as ``max(1)``, and the softmax denominator of the
 confidence kept online (rescaled whenever the maximum grows), so memory is a few H x W planes
-whatever C is. Measured (shipped int8 model, CPU, one 7680x4320 frame run at 1080p, outputs at
-8K): the process's peak grew by 2.6 GB (4.1 GB with confidence) before, 1.3 GB (1.5 GB) now,
-most of it the model's activations at 1080p.
+whatever C is (the peak memory it saves: docs/performance.md).
 """
 import torch
 import torch.nn.functional as F
 
 # 256 MB of float32 scores: 1080p frames with up to 32 classes stay on the all-classes path,
-# which is faster (by class: 1.4-1.8x the time, measured on 2 AVX2 cores, 11 classes at
-# 1080p and 4K); 4K and up with CamVid's 11 classes go class by class.
+# which is faster; 4K and up with CamVid's 11 classes go class by class.
 MAX_SCORE_ELEMENTS = 1 << 26
 
 
