@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every benchmark behind the README's performance figures, one after the other, JSON into
-# bench/ (run on an otherwise idle machine; each compares against its baseline in the same run).
+# Every benchmark behind docs/performance.md, one after the other, JSON into bench/ (run on an
+# otherwise idle machine; each compares against its baseline in the same run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -11,7 +11,10 @@ W=${WEIGHTS:-default}
 # Real CamVid val frames where ../shared is present (label agreement on real scenes), else synthetic.
 FRAMES=${FRAMES:-${REFINENET_SHARED:-../shared}/data/camvid/val.txt}
 frames=(); [ -f "$FRAMES" ] && frames=(--frames "$FRAMES")
-for mode in "torch:fp32" "auto:fp32" "auto:int8"; do  # PyTorch fused, ONNX Runtime fp32, ONNX Runtime int8
+# every installed backend and precision, and auto's measured choice, in one run
+python -m refinenet_ros.tools.benchmark --weights "$W" --height 360 --width 480 "${frames[@]}" --batch 1 \
+    --iterations 20 --all-backends > bench/engine_all_backends.json
+for mode in "torch:fp32" "auto:fp32" "auto:int8"; do  # against the naive baseline
   backend=${mode%:*} precision=${mode#*:}
   python -m refinenet_ros.tools.benchmark --weights "$W" --height 360 --width 480 "${frames[@]}" --backend "$backend" \
       --precision "$precision" --batch 1 --iterations 20 --warmup 3 > "bench/engine_b1_${backend}_${precision}.json"
@@ -34,4 +37,5 @@ python -m refinenet_ros.tools.benchmark_node --weights "$W" --seconds 10 --devic
 python -m refinenet_ros.tools.benchmark_navigation > bench/navigation.json
 python -m refinenet_ros.tools.benchmark_navigation --stride 4 > bench/navigation_stride4.json
 python -m refinenet_ros.tools.benchmark_soak > bench/soak.json  # 8 cameras at overload, 2 minutes
+python -m refinenet_ros.tools.benchmark_memory > bench/memory.json  # one 7680x4320 frame, per backend
 ls -l bench
