@@ -21,7 +21,7 @@ from ..models import (
     num_classes_in,
     read_state_dict,
 )
-from .plan import make_plan
+from .plan import make_plan, onnx_metadata
 from .precision import TORCH_DTYPES
 from .registry import BACKENDS
 
@@ -122,17 +122,16 @@ def load_onnxruntime(plan, num_classes, compile):
 
 
 def load_openvino(plan, num_classes, compile):
-    from .onnx_backend import OnnxModel
+    from .onnx_backend import export_info
     from .openvino_backend import OpenVinoNetwork
     if plan.weights is not None and plan.weights.lower().endswith(".onnx"):
-        info = OnnxModel(plan.weights, "cpu")  # the export's metadata, checked as for ONNX Runtime
+        info = export_info(plan.weights, onnx_metadata(plan.weights))
         _check_float_logits(info, plan.weights)
-        if num_classes is not None and int(num_classes) != info.num_classes:
-            raise ValueError(f"num_classes={num_classes} but {plan.weights} has {info.num_classes} classes")
         network = OpenVinoNetwork(plan.weights, plan.device_type, plan.precision, info.num_classes,
                                   info.output_stride)
+        if num_classes is not None and int(num_classes) != network.num_classes:
+            raise ValueError(f"num_classes={num_classes} but {plan.weights} has {network.num_classes} classes")
         network.arch, network.classes, network.palette = plan.arch or info.arch, info.classes, info.palette
-        del info
         return network
     with _exported(plan, num_classes) as (path, arch, classes):
         network = OpenVinoNetwork(path, plan.device_type, plan.precision, classes, 4)

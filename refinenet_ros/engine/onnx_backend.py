@@ -7,6 +7,7 @@ works where PyTorch is not installed; torch is imported only when ``__call__`` g
 """
 import json
 import os
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -18,6 +19,21 @@ ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tens
 
 class OnnxModelError(ValueError):
     """An ONNX file that cannot be loaded or used the way it is asked to be."""
+
+
+def export_info(path, meta):
+    """An export's refinenet_ros metadata (``meta``, as :func:`.plan.onnx_metadata` reads it)
+    parsed without a runtime; ``num_classes`` is None where the metadata does not say."""
+    try:
+        classes = meta.get("num_classes")
+        return SimpleNamespace(
+            input_mode=meta.get("input_mode", "float_nchw"), output_mode=meta.get("output_mode", "logits"),
+            arch=meta.get("arch"), output_stride=int(meta.get("output_stride", 4)),
+            num_classes=int(classes) if classes is not None else None,
+            classes=json.loads(meta["classes"]) if "classes" in meta else None,
+            palette=json.loads(meta["palette"]) if "palette" in meta else None)
+    except (ValueError, TypeError) as exc:  # includes json.JSONDecodeError
+        raise OnnxModelError(f"{path}: malformed refinenet_ros metadata: {exc}") from exc
 
 
 def _providers(device, available):

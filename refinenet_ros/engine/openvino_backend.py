@@ -47,6 +47,12 @@ class OpenVinoNetwork:
                              f"{', '.join(self._core.available_devices)})")
         self._model = self._core.read_model(os.fspath(path))
         self.device = torch.device("cpu")  # where the Segmenter's own tensors live
+        if num_classes is None:  # an export without metadata: its logits' channels
+            channels = self._model.outputs[0].get_partial_shape()[1]
+            if not channels.is_static:
+                raise ValueError(f"{path}: cannot tell the number of classes (no num_classes metadata; "
+                                 f"export it with refinenet-export)")
+            num_classes = channels.get_length()
         self.precision, self.num_classes, self.output_stride = precision, int(num_classes), output_stride
         self.fixed_input_size = _static_size(self._model.inputs[0].get_partial_shape())
         self._config = {"PERFORMANCE_HINT": "LATENCY"}
