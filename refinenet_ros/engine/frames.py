@@ -1,7 +1,10 @@
 """Sample frames from disk for calibration, benchmarks and confidence checks: an image folder,
-a list file whose lines start with an image path (CamVid's ``train.txt``), or a video file.
-``image_source`` (the ROS side) reads the same image suffixes."""
+a list file whose lines start with an image path (CamVid's ``train.txt``), or a video file;
+and synthetic frames for measurements. ``image_source`` (the ROS side) reads the same image
+suffixes."""
 import pathlib
+
+import numpy as np
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v")
@@ -65,3 +68,13 @@ def _video_frames(path, count, offset):
     if not frames:
         raise ValueError(f"no frame could be decoded from {path}")
     return frames
+
+
+def synthetic_frame(height, width, seed=0):
+    """A smooth colour gradient with noise: structure enough for labels to vary."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    f = rng.uniform(0.005, 0.05, size=3)
+    base = np.stack([np.sin(xx * f[0] + yy * f[1]), np.cos(yy * f[2]), np.sin((xx + yy) * f[1])], -1)
+    noise = rng.normal(0, 0.15, size=(height, width, 3))
+    return np.clip((base + noise + 1) * 127.5, 0, 255).astype(np.uint8)

@@ -17,18 +17,9 @@ WARMUP_CALLS = 2
 MAX_CALLS, BUDGET_S = 15, 2.0  # timed calls: whichever limit comes first
 
 
-def gradient_frame(height, width, seed=0):
-    """A smooth colour gradient with noise: structure enough for labels to vary."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    f = rng.uniform(0.005, 0.05, size=3)
-    base = np.stack([np.sin(xx * f[0] + yy * f[1]), np.cos(yy * f[2]), np.sin((xx + yy) * f[1])], -1)
-    noise = rng.normal(0, 0.15, size=(height, width, 3))
-    return np.clip((base + noise + 1) * 127.5, 0, 255).astype(np.uint8)
-
-
 def measure(spec):
     import torch
+    from .frames import synthetic_frame
     from .segmenter import Segmenter
     torch.manual_seed(0)  # a random-init model is the same in every child
     if os.environ.get("REFINENET_ROS_AUTOTUNE_FAULT") == spec["backend"]:
@@ -36,7 +27,7 @@ def measure(spec):
     height, width = spec["size"]
     segmenter = Segmenter(arch=spec["arch"] or "mbv2", weights=spec["weights"], device="cpu",
                           precision=spec["precision"], backend=spec["backend"], input_size=(height, width))
-    frame = [gradient_frame(height, width)]
+    frame = [synthetic_frame(height, width)]
     for _ in range(WARMUP_CALLS):
         result = segmenter.segment(frame, overlay_alpha=0.5)
     times, started = [], time.perf_counter()

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from ..choices import BACKENDS
 from ..engine import Segmenter
+from ..engine.frames import synthetic_frame
 from ..models import IMAGENET_MEAN, IMAGENET_STD, create_model, load_checkpoint
 
 AGREEMENT_FRAMES = 16  # real frames checked for label agreement with the fp32 baseline
@@ -68,15 +69,7 @@ def _summary(times, batch):
 
 def synthetic_frames(batch, height, width, seed=0):
     """Smooth colour gradients with noise: enough structure for label agreement to mean something."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    frames = []
-    for _ in range(batch):
-        f = rng.uniform(0.005, 0.05, size=3)
-        base = np.stack([np.sin(xx * f[0] + yy * f[1]), np.cos(yy * f[2]), np.sin((xx + yy) * f[1])], -1)
-        noise = rng.normal(0, 0.15, size=(height, width, 3))
-        frames.append(np.clip((base + noise + 1) * 127.5, 0, 255).astype(np.uint8))
-    return frames
+    return [synthetic_frame(height, width, seed + i) for i in range(batch)]
 
 
 def benchmark_frames(args):
