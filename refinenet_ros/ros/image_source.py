@@ -13,7 +13,6 @@ intrinsics: uncalibrated) to the sibling ``camera_info``. Every CLI flag is also
 """
 import argparse
 import posixpath
-import signal
 import sys
 import threading
 import time
@@ -34,6 +33,7 @@ from .frame_sources import (
     resize_image_msg,
     source_kind,
 )
+from .signals import ignore_signals, stop_event
 
 FOLDER_RATE_HZ = 10.0  # an image folder has no timing of its own
 
@@ -165,9 +165,7 @@ def main(argv=None):
     moment, also twice, as ``ros2 launch`` does to a process group), 2 for a bad source."""
     argv = sys.argv if argv is None else argv
     defaults = parse_args(remove_ros_args(argv)[1:])
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):  # only ask to stop: no exception mid-cleanup
-        signal.signal(signum, lambda *_: stop.set())
+    stop = stop_event()  # only ask to stop: no exception mid-cleanup
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     node = spinner = None
     try:
@@ -186,6 +184,7 @@ def main(argv=None):
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        ignore_signals()
     return 0
 
 

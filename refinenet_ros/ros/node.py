@@ -12,7 +12,6 @@ outputs has a subscriber. Parameters: config/params.yaml; states, topics: docs/n
     ros2 run refinenet_ros segmentation_node --ros-args --params-file config/params.yaml
 """
 import gc
-import signal
 import sys
 import threading
 
@@ -41,6 +40,7 @@ from .params import (
 )
 from .pipeline import Collaborators, Pipeline
 from .problems import ProblemLog
+from .signals import ignore_signals, stop_event
 
 NODE_NAME = "segmentation_node"
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
@@ -264,13 +264,9 @@ class SegmentationNode(LifecycleNode):
 def main(args=None):
     """Console script ``segmentation_node``; returns the exit code (0 on SIGINT/SIGTERM at any
     moment and after the shutdown transition, 1 with one FATAL line for a start-up error)."""
-    # Our own signal handlers only ask the spin loop to stop: rclpy's default ones shut the
-    # context down under the inference thread's feet, which can abort the process
-    # ("terminate called without an active exception") instead of exiting 0. They are set
-    # first: torch is imported later (while the model loads), so a signal then is handled too.
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    # Set first: torch is imported later (while the model loads), so a signal then is handled
+    # too; rclpy's own handlers would shut the context down under the inference thread's feet.
+    stop = stop_event()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node, code = None, 0
     try:
@@ -290,8 +286,7 @@ def main(args=None):
         if node is not None:
             node.destroy_node()  # joins the inference thread first
         rclpy.try_shutdown()
-        for signum in (signal.SIGINT, signal.SIGTERM):  # a second signal (launch forwards one)
-            signal.signal(signum, signal.SIG_IGN)       # must not kill the exiting interpreter
+        ignore_signals()
     return code
 
 
