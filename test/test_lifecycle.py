@@ -106,6 +106,13 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_share(pid, seconds):
+    """Share of one core the process used over the next ``seconds``."""
+    before = cpu_seconds(pid)
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - before) / seconds
+
+
 def rss_mb(pid):
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS"))
@@ -150,25 +157,28 @@ def test_a_lifecycle_manager_drives_the_node_through_every_state(tmp_path, camer
     try:
         assert state_of() == "unconfigured"
         expect_silence(camera)
+        unconfigured_share = cpu_share(node.process.pid, 3.0)
+        assert unconfigured_share < 0.10, f"unconfigured node used {unconfigured_share:.0%} of a core"
         assert "Transitioning successful" in lifecycle_set("configure")
         assert state_of() == "inactive"
         expect_silence(camera)
         assert "Transitioning successful" in lifecycle_set("activate")
         assert state_of() == "active" and wait_until(camera.node_subscribed, 30)
         expect_labels(camera)
+        active_share = cpu_share(node.process.pid, 3.0)
         assert "Transitioning successful" in lifecycle_set("deactivate")
         expect_silence(camera)
         pid = node.process.pid
-        before = cpu_seconds(pid)
-        time.sleep(5.0)  # the camera keeps publishing at 10 Hz
-        inactive_share = (cpu_seconds(pid) - before) / 5.0
+        inactive_share = cpu_share(pid, 5.0)  # the camera keeps publishing at 10 Hz
         assert inactive_share < 0.10, f"inactive node used {inactive_share:.0%} of a core"
+        assert active_share > inactive_share  # it was really segmenting before
         loaded = rss_mb(pid)
         assert "Transitioning successful" in lifecycle_set("cleanup")
         time.sleep(1.0)
         released, model_mb = loaded - rss_mb(pid), big_weights.stat().st_size / 2**20
         assert released > 0.5 * model_mb, f"cleanup gave back {released:.0f} MB of a {model_mb:.0f} MB model"
-        print(f"inactive CPU {inactive_share:.1%} of a core; cleanup released {released:.0f} MB "
+        print(f"CPU: unconfigured {unconfigured_share:.1%}, active {active_share:.1%}, inactive "
+              f"{inactive_share:.1%} of a core; cleanup released {released:.0f} MB "
               f"({loaded:.0f} MB loaded, weights {model_mb:.0f} MB)")
         assert state_of() == "unconfigured"
         for transition in ("configure", "activate"):
