@@ -10,6 +10,7 @@ over ``--settle`` seconds after the large frame's labels arrived, and settled - 
 """
 import argparse
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -18,11 +19,7 @@ import time
 import numpy as np
 
 from ..choices import BACKENDS
-
-
-def rss_mb():
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS"))
+from .benchmark_soak import rss_mb
 
 
 def parse_args(argv=None):
@@ -93,17 +90,17 @@ def run_one(args, backend):
     rig = Rig(args, backend)
     try:
         rig.vga_frames(lambda: rig.labels >= 15, 120)
-        before = rss_mb()
+        before = rss_mb(os.getpid())
         width, height = (int(v) for v in args.spike.split("x"))
         rig.publisher.publish(rig.to_image(np.full((height, width, 3), 120, np.uint8), "rgb8"))
-        peak, deadline = rss_mb(), time.monotonic() + 120
+        peak, deadline = rss_mb(os.getpid()), time.monotonic() + 120
         while not rig.big_seen and time.monotonic() < deadline:  # nothing else until it is served
             time.sleep(0.01)
-            peak = max(peak, rss_mb())
+            peak = max(peak, rss_mb(os.getpid()))
         samples, settle_end = [], time.monotonic() + args.settle
         while time.monotonic() < settle_end:
             rig.vga_frames(lambda: False, 0.5)
-            samples.append(round(rss_mb(), 1))
+            samples.append(round(rss_mb(os.getpid()), 1))
         peak = max([peak, *samples])
         return {"backend": rig.node.segmenter.backend, "precision": rig.node.segmenter.precision,
                 "spike_segmented": rig.big_seen, "rss_mb_before": round(before, 1),
