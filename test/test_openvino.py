@@ -82,10 +82,10 @@ def test_graphs_are_bounded_and_an_unusual_frame_s_is_not_kept(engines):
     network = openvino.network
     for size in [(32, 48), (40, 56), (48, 64), (56, 72), (64, 80), (32, 48), (32, 48)]:
         openvino.segment([scene(*size)])
-    assert len(network._compiled) <= MAX_COMPILED
-    before = dict(network._compiled)
+    assert len(network.compiled_graphs()) <= MAX_COMPILED
+    before = network.compiled_graphs()
     result = openvino.segment([scene(400, 600)])[0]  # > 2x the recent median size: a spike
-    assert result.labels.shape == (400, 600) and dict(network._compiled) == before
+    assert result.labels.shape == (400, 600) and network.compiled_graphs() == before
 
 
 def test_exports_run_as_they_are(weights, tmp_path, engines):
@@ -107,3 +107,26 @@ def test_more_than_255_classes_give_uint16_labels(tmp_path):
     seg = Segmenter(weights=path, device="cpu", precision="fp32", backend="openvino")
     result = seg.segment([scene(32, 48)])[0]
     assert result.labels.dtype == np.uint16 and result.labels.max() < 300
+
+
+def test_streams_run_calls_at_once_with_the_labels_of_one_at_a_time(weights):
+    from concurrent.futures import ThreadPoolExecutor
+    seg = Segmenter(weights=weights, device="cpu", precision="fp32", backend="openvino", streams=2)
+    assert seg.streams == 2
+    frames = [scene(64, 96, seed=s) for s in range(8)] + [scene(40, 56, seed=9)]
+    alone = [seg.segment([frame], with_confidence=True)[0] for frame in frames]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda f: seg.segment([f], with_confidence=True)[0], frames * 2))
+    for want, got in zip(alone * 2, together):
+        np.testing.assert_array_equal(got.labels, want.labels)
+        np.testing.assert_array_equal(got.confidence, want.confidence)
+
+
+def test_streams_auto_is_two_on_a_cpu_of_two_cores_and_others_run_one(weights):
+    from refinenet_ros.engine.openvino_backend import resolve_streams
+    assert [resolve_streams("auto", "cpu", cores=n) for n in (1, 2, 16)] == [1, 2, 2]
+    assert resolve_streams("auto", "intel_gpu", cores=8) == 1 and resolve_streams(3, "cpu") == 3
+    assert Segmenter(weights=weights, device="cpu", precision="fp32", backend="torch", streams=3).streams == 1
+    for bad in (-1, 1.5, "two", True):
+        with pytest.raises(ValueError, match="streams must be 'auto' or an integer >= 1"):
+            Segmenter(weights=weights, device="cpu", precision="fp32", backend="openvino", streams=bad)

@@ -110,6 +110,30 @@ def test_overload_gives_every_camera_its_share(weights):
         ros.close()
 
 
+def test_frames_in_flight_go_out_in_the_order_they_came(weights):
+    """Two frames segmented at once (OpenVINO streams): a small frame taken after a big one
+    finishes first, yet the camera's outputs keep the order of its frames."""
+    pytest.importorskip("openvino")
+    ros = InProcess(weights, ["cam"], backend="openvino", precision="fp32", inference_streams=2)
+    try:
+        assert ros.node.segmenter.streams == 2
+        stamp = 0
+
+        def big_then_small():
+            nonlocal stamp
+            for height, width in ((360, 480), (24, 32)):
+                stamp += 1
+                ros.publish("cam", height, width, stamp=stamp)
+                time.sleep(0.015)  # long enough for a free inference thread to take it
+
+        assert wait_until(lambda: len(ros.labels["cam"]) >= 30, 120, big_then_small, period=0.0)
+        stamps = [m.header.stamp.sec for m in ros.labels["cam"]]
+        assert stamps == sorted(set(stamps)), stamps
+        assert {m.height for m in ros.labels["cam"]} == {360, 24}
+    finally:
+        ros.close()
+
+
 def test_one_cameras_failure_is_its_own(weights):
     """A camera_info that cannot be scaled (0x0, outputs at the network size) breaks that
     camera's frames: they are counted and never published; the other camera is unaffected."""

@@ -3,8 +3,9 @@
 A network is called with a normalised float NCHW batch on its ``device`` and returns fp32
 logits at ``output_stride``; it has ``backend`` (a :data:`.registry.BACKENDS` name), ``device``,
 ``precision``, ``num_classes``, ``output_stride``, ``fixed_input_size`` ((h, w) of a static
-ONNX export, else None), ``arch``, and ``classes``/``palette`` from the weights' metadata. A
-network may also offer ``segment_frame(frame, network_size, output_size, with_confidence)``,
+ONNX export, else None), ``arch``, ``classes``/``palette`` from the weights' metadata, and
+``streams``: how many calls may run at once (1 but for OpenVINO's streams). A network may also
+offer ``segment_frame(frame, network_size, output_size, with_confidence)``,
 the whole pipeline of one uint8 frame inside its runtime (OpenVINO does). :func:`load_network`
 makes the plan (:mod:`.plan`) and loads it with the backend's ``load_*`` function here.
 """
@@ -31,6 +32,7 @@ class TorchNetwork:
 
     backend = "torch"
     fixed_input_size = None
+    streams = 1  # its intra-op threads already use every core
 
     def __init__(self, model, arch, device, precision):
         self.arch, self.device, self.precision = arch, device, precision
@@ -67,6 +69,7 @@ class OnnxRuntimeNetwork:
     arrays, so the Segmenter's pre- and post-processing run on the CPU (``device``)."""
 
     backend = "onnxruntime"
+    streams = 1  # its intra-op threads already use every core
 
     def __init__(self, path, device_request, precision, num_classes, arch=None):
         from .onnx_backend import OnnxModel  # onnxruntime is imported only when used
@@ -95,18 +98,19 @@ def one_frame_at_a_time_on_cpu(model, x, device):
 
 
 def load_network(arch="mbv2", weights="default", num_classes=None, device="auto", precision="auto",
-                 backend="auto", compile=False, input_size=None):
+                 backend="auto", compile=False, input_size=None, streams=1):
     """The network for these settings (see the module docstring); ``weights`` is "default",
-    a ``.pth`` checkpoint, an ``.onnx`` export or None (random initialisation)."""
+    a ``.pth`` checkpoint, an ``.onnx`` export or None (random initialisation); ``streams``:
+    calls that may run at once, where the backend can overlap them ("auto": as many as pay)."""
     plan = make_plan(arch, weights, device, precision, backend, compile, input_size)
-    network = BACKENDS[plan.backend].load(plan, num_classes, compile)
+    network = BACKENDS[plan.backend].load(plan, num_classes, compile, streams)
     network.classes = network.classes or plan.meta.get("classes")
     network.palette = network.palette or plan.meta.get("palette")
     network.plan, network.precision_reason = plan, plan.reason
     return network
 
 
-def load_torch(plan, num_classes, compile):
+def load_torch(plan, num_classes, compile, streams=1):
     model = _torch_model(plan.arch, plan.weights, num_classes)
     network = TorchNetwork(model, plan.arch or "mbv2", torch.device(plan.device), plan.precision)
     if compile:
@@ -114,27 +118,27 @@ def load_torch(plan, num_classes, compile):
     return network
 
 
-def load_onnxruntime(plan, num_classes, compile):
+def load_onnxruntime(plan, num_classes, compile, streams=1):
     if plan.weights is not None and plan.weights.lower().endswith(".onnx"):
         return OnnxRuntimeNetwork(plan.weights, plan.device, plan.precision, num_classes, plan.arch)
     with _exported(plan, num_classes) as (path, arch, classes):
         return OnnxRuntimeNetwork(path, plan.device, plan.precision, classes, arch)
 
 
-def load_openvino(plan, num_classes, compile):
+def load_openvino(plan, num_classes, compile, streams=1):
     from .onnx_backend import export_info
     from .openvino_backend import OpenVinoNetwork
     if plan.weights is not None and plan.weights.lower().endswith(".onnx"):
         info = export_info(plan.weights, onnx_metadata(plan.weights))
         _check_float_logits(info, plan.weights)
         network = OpenVinoNetwork(plan.weights, plan.device_type, plan.precision, info.num_classes,
-                                  info.output_stride)
+                                  info.output_stride, streams=streams)
         if num_classes is not None and int(num_classes) != network.num_classes:
             raise ValueError(f"num_classes={num_classes} but {plan.weights} has {network.num_classes} classes")
         network.arch, network.classes, network.palette = plan.arch or info.arch, info.classes, info.palette
         return network
     with _exported(plan, num_classes) as (path, arch, classes):
-        network = OpenVinoNetwork(path, plan.device_type, plan.precision, classes, 4)
+        network = OpenVinoNetwork(path, plan.device_type, plan.precision, classes, 4, streams=streams)
     network.arch, network.classes, network.palette = arch, None, None
     return network
 

@@ -31,6 +31,15 @@ def check_images(images):
     return images
 
 
+def check_streams(streams):
+    """``streams`` as given: "auto" (0 or None too) or an integer >= 1."""
+    if streams in ("auto", 0, None):
+        return "auto"
+    if isinstance(streams, bool) or not isinstance(streams, (int, np.integer)) or streams < 1:
+        raise ValueError(f"streams must be 'auto' or an integer >= 1, got {streams!r}")
+    return int(streams)
+
+
 def check_size(size, name):
     if size is None:
         return None

@@ -3,6 +3,7 @@ arena and the C heap otherwise keep their peak for the life of the process (docs
 import ctypes
 import ctypes.util
 import statistics
+import threading
 from collections import deque
 
 
@@ -11,10 +12,12 @@ class SpikeDetector:
 
     def __init__(self, factor=2.0, history=32):
         self.factor, self.sizes = factor, deque(maxlen=history)
+        self._lock = threading.Lock()  # callers on several threads
 
     def is_spike(self, size):
-        spike = len(self.sizes) >= 2 and size > self.factor * statistics.median(self.sizes)
-        self.sizes.append(size)
+        with self._lock:
+            spike = len(self.sizes) >= 2 and size > self.factor * statistics.median(self.sizes)
+            self.sizes.append(size)
         return spike
 
 

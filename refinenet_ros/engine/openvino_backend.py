@@ -6,13 +6,21 @@ uint8 HWC in, resize and normalisation, the network, bilinear upsampling of the 
 output size, the top class (ties to the lowest index, as ``max(1)``) and, when asked, its
 softmax probability; uint8/uint16 labels out. Graphs have static shapes, so one is compiled per
 (frame, network, output) size and a few are kept.
+
+With ``streams`` > 1 on a CPU, that many calls run at once, each on its own infer request
+(OpenVINO's THROUGHPUT mode, the cores split between streams): a caller with several frames in
+flight gets more frames per second than one-at-a-time latency mode, and a busy core slows one
+stream instead of every thread of one inference.
 """
 import os
+import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
 
 from ..models import IMAGENET_MEAN, IMAGENET_STD
+from .checks import check_streams
 from .memory import SpikeDetector
 
 # device name of the plan -> OpenVINO's
@@ -21,6 +29,17 @@ OPENVINO_DEVICES = {"cpu": "CPU", "intel_gpu": "GPU", "intel_npu": "NPU"}
 # told f32; int8 graphs keep the plugin's choice for the layers the export left in float.
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": None}
 MAX_COMPILED = 4  # graphs kept per network (one per size triple in use)
+AUTO_STREAMS = 2  # streams of "auto" on a CPU of at least that many cores
+
+
+def resolve_streams(streams, device_type, cores=None):
+    """The number of concurrent calls for ``streams`` (an int >= 1, or "auto": two on a CPU of
+    two or more cores, else one)."""
+    streams = check_streams(streams)
+    if streams == "auto":
+        cores = len(os.sched_getaffinity(0)) if cores is None else cores
+        return AUTO_STREAMS if device_type == "cpu" and cores >= AUTO_STREAMS else 1
+    return streams
 
 
 def available_devices():
@@ -33,7 +52,8 @@ class OpenVinoNetwork:
 
     backend = "openvino"
 
-    def __init__(self, path, device_type, precision, num_classes, output_stride, threads=None):
+    def __init__(self, path, device_type, precision, num_classes, output_stride, threads=None,
+                 streams=1):
         import openvino as ov
         import torch
         if device_type not in OPENVINO_DEVICES:
@@ -55,15 +75,19 @@ class OpenVinoNetwork:
             num_classes = channels.get_length()
         self.precision, self.num_classes, self.output_stride = precision, int(num_classes), output_stride
         self.fixed_input_size = _static_size(self._model.inputs[0].get_partial_shape())
+        self.streams = resolve_streams(streams, device_type)
         self._config = {"PERFORMANCE_HINT": "LATENCY"}
+        if self.streams > 1:
+            self._config = {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.streams}
         if PRECISION_HINTS[precision]:
             self._config["INFERENCE_PRECISION_HINT"] = PRECISION_HINTS[precision]
         if self.target == "CPU":
-            # one inference at a time, on the cores the process may use, without pinning them:
-            # the node's publishing thread must still get a core
+            # the cores the process may use, without pinning them: the node's publishing thread
+            # must still get a core
             self._config["INFERENCE_NUM_THREADS"] = int(threads or len(os.sched_getaffinity(0)))
             self._config["ENABLE_CPU_PINNING"] = False
-        self._compiled = OrderedDict()
+        self._graphs = OrderedDict()  # key -> _Graph, least recently used first
+        self._lock = threading.Lock()
         self._spikes = SpikeDetector()
 
     # -- the network interface ----------------------------------------------------------
@@ -71,8 +95,9 @@ class OpenVinoNetwork:
         import torch
         frames = x.detach().float().contiguous(memory_format=torch.contiguous_format).split(1)
         shape = tuple(frames[0].shape)  # one frame per call: batches only cost on a CPU
-        request = self._request(("logits", shape), frames[0].numel(), lambda: self._logits_graph(shape))
-        logits = [np.array(request.infer({0: f.numpy()}, share_inputs=True)[0], copy=True) for f in frames]
+        with self._request(("logits", shape), frames[0].numel(), lambda: self._logits_graph(shape)) as request:
+            logits = [np.array(request.infer({0: f.numpy()}, share_inputs=True)[0], copy=True)
+                      for f in frames]
         return torch.from_numpy(np.concatenate(logits))
 
     # -- the whole pipeline in one graph --------------------------------------------------
@@ -80,25 +105,32 @@ class OpenVinoNetwork:
         """(labels H x W uint8/uint16, confidence H x W float32 or None) of one H x W x 3 uint8
         RGB frame run at ``network_size`` with outputs at ``output_size``."""
         key = ("frame", frame.shape[:2], tuple(network_size), tuple(output_size), bool(with_confidence))
-        request = self._request(key, frame.size, lambda: self._frame_graph(*key[1:]))
-        outputs = request.infer({0: frame[None]}, share_inputs=True)
-        labels = np.array(outputs[0][0], copy=True)
-        return labels, (np.array(outputs[1][0], copy=True) if with_confidence else None)
+        with self._request(key, frame.size, lambda: self._frame_graph(*key[1:])) as request:
+            outputs = request.infer({0: frame[None]}, share_inputs=True)
+            labels = np.array(outputs[0][0], copy=True)
+            return labels, (np.array(outputs[1][0], copy=True) if with_confidence else None)
 
+    @contextmanager
     def _request(self, key, size, build):
-        """The infer request of ``key``'s graph; one for an unusually large input is not kept,
-        so its memory goes when the call returns."""
+        """An idle infer request of ``key``'s graph, this call's alone until it returns. A graph
+        for an unusually large input is not kept, so its memory goes when the call returns."""
         spike = self._spikes.is_spike(size)
-        request = self._compiled.get(key)
-        if request is not None:
-            self._compiled.move_to_end(key)
-            return request
-        request = self._core.compile_model(build(), self.target, self._config).create_infer_request()
-        if not spike:
-            self._compiled[key] = request
-            while len(self._compiled) > MAX_COMPILED:
-                self._compiled.popitem(last=False)
-        return request
+        with self._lock:  # compiling under the lock: a second caller of a new size waits for it
+            graph = self._graphs.get(key)
+            if graph is not None:
+                self._graphs.move_to_end(key)
+            else:
+                graph = _Graph(self._core.compile_model(build(), self.target, self._config))
+                if not spike:
+                    self._graphs[key] = graph
+                    while len(self._graphs) > MAX_COMPILED:
+                        self._graphs.popitem(last=False)
+            request = graph.idle.pop() if graph.idle else graph.compiled.create_infer_request()
+        try:
+            yield request
+        finally:
+            with self._lock:
+                graph.idle.append(request)
 
     def _logits_graph(self, shape):
         model = self._model.clone()
@@ -127,9 +159,23 @@ class OpenVinoNetwork:
         model.validate_nodes_and_infer_types()
         return model
 
+    def compiled_graphs(self):
+        """The keys of the graphs kept, least recently used first."""
+        with self._lock:
+            return list(self._graphs)
+
     def __repr__(self):
         return (f"OpenVinoNetwork({self.target}, {self.precision}, {self.num_classes} classes, "
-                f"{len(self._compiled)} compiled graphs)")
+                f"{self.streams} stream(s), {len(self._graphs)} compiled graphs)")
+
+
+class _Graph:
+    """A compiled graph and its infer requests not in use (one per concurrent caller)."""
+
+    __slots__ = ("compiled", "idle")
+
+    def __init__(self, compiled):
+        self.compiled, self.idle = compiled, []
 
 
 def _top_class_nodes(logits, output_size, num_classes, with_confidence):

@@ -17,7 +17,7 @@ class BackendSpec:
     reads: tuple             # weight file kinds: ".pth", ".onnx", RANDOM_INIT
     runs: dict               # device type -> precisions it runs there
     requires: tuple          # modules that must be importable
-    loader: str              # "module:function" (plan, num_classes, compile) -> network
+    loader: str              # "module:function" (plan, num_classes, compile, streams) -> network
     compiles: bool = False   # runs torch.compile
 
     def installed(self):
@@ -38,9 +38,9 @@ class BackendSpec:
             return f"the {self.name} backend is not installed (missing: {', '.join(missing)})"
         return None
 
-    def load(self, plan, num_classes=None, compile=False):
+    def load(self, plan, num_classes=None, compile=False, streams=1):
         module, _, function = self.loader.partition(":")
-        return getattr(importlib.import_module(module), function)(plan, num_classes, compile)
+        return getattr(importlib.import_module(module), function)(plan, num_classes, compile, streams)
 
 
 BACKENDS = {

@@ -6,6 +6,7 @@ through the network (:mod:`.backends`: fused PyTorch or ONNX Runtime) in batches
 network size, upsampled (bilinear, logits), arg-maxed and coloured on the device; only uint8
 (or uint16) results come back.
 """
+import threading
 import time
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ import torch
 from ..choices import OUTPUT_RESOLUTIONS
 from ..models import normalize_images
 from .backends import load_network
-from .checks import check_class_names, check_images, check_scales, check_size, fit
+from .checks import check_class_names, check_images, check_scales, check_size, check_streams, fit
 from .memory import SpikeDetector, trim_heap
 from .palette import check_palette, overlay, voc_palette
 from .upsample import MAX_SCORE_ELEMENTS, top_class, upsample
@@ -44,16 +45,18 @@ class Segmenter:
     ``input_size``: network input (h, w) every frame is resized to, or None to run each
     frame at its native size (the models accept any size); ``segment()`` can override it per
     call. ``scales`` / ``flip``: test-time multi-scale and mirror averaging of softmax
-    probabilities. ``compile``: torch.compile the model (CUDA graphs on CUDA).
+    probabilities. ``compile``: torch.compile the model (CUDA graphs on CUDA). ``streams``:
+    how many ``segment()`` calls may run at once on different threads ("auto": as many as pay on
+    this device); backends that cannot overlap calls run one (``self.streams``).
     """
 
     def __init__(self, arch="mbv2", weights="default", num_classes=None, device="auto",
                  precision="auto", input_size=None, palette=None, class_names=None,
-                 scales=(1.0,), flip=False, compile=False, backend="auto"):
+                 scales=(1.0,), flip=False, compile=False, backend="auto", streams=1):
         self.scales = check_scales(scales)
         self.flip = bool(flip)
         self.network = load_network(arch, weights, num_classes, device, precision, backend, compile,
-                                    check_size(input_size, "input_size"))
+                                    check_size(input_size, "input_size"), check_streams(streams))
         self.input_size = self._network_size(input_size)
         self.num_classes = int(self.network.num_classes)
         self.class_names = check_class_names(class_names or self.network.classes, self.num_classes)
@@ -65,7 +68,7 @@ class Segmenter:
         self._label_dtype = torch.uint8 if self.num_classes <= 255 else torch.int32
         self._pinned = {}
         self._spikes = SpikeDetector()
-        self.last_timings = {}  # ms per stage of the last segment() call
+        self._local = threading.local()  # per calling thread: the timings of its last call
         if compile and self.input_size is not None:  # compile now rather than on the first frame
             self.segment([np.zeros((*self.input_size, 3), np.uint8)])
 
@@ -77,6 +80,9 @@ class Segmenter:
     output_stride = property(lambda self: self.network.output_stride)
     fixed_input_size = property(lambda self: self.network.fixed_input_size,
                                 doc="(h, w) that a static ONNX export requires, else None")
+    streams = property(lambda self: self.network.streams, doc="segment() calls that may run at once")
+    last_timings = property(lambda self: getattr(self._local, "timings", {}),
+                            doc="ms per stage of this thread's last segment() call")
 
     def _network_size(self, size):
         """A checked (h, w) or None; a static export's own size wherever None is asked for."""
@@ -99,7 +105,7 @@ class Segmenter:
             raise ValueError(f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, "
                              f"got {output_resolution!r}")
         size = self.input_size if input_size is None else self._network_size(input_size)
-        start, preprocess, self._model_s = time.perf_counter(), 0.0, 0.0
+        start, preprocess, self._local.model_s = time.perf_counter(), 0.0, 0.0
         if self._in_graph(frames, size, output_resolution, max_pixels):
             return self._segment_in_graph(frames, size, output_resolution, with_confidence,
                                           overlay_alpha, max_pixels)
@@ -127,8 +133,9 @@ class Segmenter:
         if self._spikes.is_spike(sum(frame.size for frame in frames)):
             trim_heap()  # the big temporaries are freed: give their pages back
         total = time.perf_counter() - start
-        self.last_timings = {"preprocess": 1000 * preprocess, "model": 1000 * self._model_s,
-                             "postprocess": 1000 * (total - preprocess - self._model_s)}
+        model_s = self._local.model_s
+        self._local.timings = {"preprocess": 1000 * preprocess, "model": 1000 * model_s,
+                               "postprocess": 1000 * (total - preprocess - model_s)}
         return results
 
     def _in_graph(self, frames, size, output_resolution, max_pixels):
@@ -157,8 +164,8 @@ class Segmenter:
             results = [_with_overlay(frame, result, overlay_alpha) for frame, result in zip(frames, results)]
         if self._spikes.is_spike(sum(frame.size for frame in frames)):
             trim_heap()
-        self.last_timings = {"preprocess": 0.0, "model": 1000 * model,
-                             "postprocess": 1000 * (time.perf_counter() - start - model)}
+        self._local.timings = {"preprocess": 0.0, "model": 1000 * model,
+                               "postprocess": 1000 * (time.perf_counter() - start - model)}
         return results
 
     def _run(self, x):
@@ -166,7 +173,7 @@ class Segmenter:
         when it returns are counted in postprocess, where the results are downloaded)."""
         started = time.perf_counter()
         logits = self.network(x)
-        self._model_s += time.perf_counter() - started
+        self._local.model_s += time.perf_counter() - started
         return logits
 
     def _upload(self, frames, indices, size):

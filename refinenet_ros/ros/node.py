@@ -90,7 +90,7 @@ class SegmentationNode(LifecycleNode):
             return FAILURE
         seg = self.segmenter
         batching = (f"batches of up to {self._settings.max_batch_size}" if seg.device.type == "cuda"
-                    else "one frame per model call (CPU)")
+                    else f"one frame per model call (CPU), {seg.streams} at once")
         self.get_logger().info(
             f"configured: {', '.join(c.topic for c in self.cameras)} with {seg.arch} ({seg.num_classes} "
             f"classes, {seg.backend}) on {seg.device} in {seg.precision} ({seg.network.precision_reason}); "
@@ -179,8 +179,8 @@ class SegmentationNode(LifecycleNode):
             names = read_list_file(values["class_names"], "class_names") if values["class_names"] else None
             return Segmenter(arch=values["arch"], weights=values["weights"],
                              num_classes=values["num_classes"] or None, device=values["device"],
-                             precision=values["precision"],
-                             palette=palette, class_names=names, backend=values["backend"])
+                             precision=values["precision"], palette=palette, class_names=names,
+                             backend=values["backend"], streams=values["inference_streams"])
         except Exception as exc:  # noqa: BLE001 - any model-loading failure is a start-up error
             raise StartupError(f"cannot load the model (arch={values['arch']!r}, "
                                f"weights={values['weights']!r}): {exc}") from exc

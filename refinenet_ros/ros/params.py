@@ -94,6 +94,9 @@ PARAMETERS = {
                             "one frame per call: batches only cost there)", runtime=True, range=(1, 64)),
     "batch_timeout_ms": Param(5.0, "longest wait for more cameras once a frame is pending",
                               runtime=True, range=(0.0, 1000.0)),
+    "inference_streams": Param(0, "frames segmented at once where the backend runs streams "
+                               "(OpenVINO; others run 1): 0 = auto (2 on a CPU of 2 or more cores, "
+                               "else 1); 1 = the lowest latency per frame", range=(0, 16)),
     # --- outputs ---
     "publish_color": Param(True, "publish <ns>/segmentation/color (rgb8)", runtime=True),
     "publish_overlay": Param(True, "publish <ns>/segmentation/overlay (rgb8 blend)", runtime=True),

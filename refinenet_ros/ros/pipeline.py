@@ -1,12 +1,13 @@
-"""The node's work, in two stages on two threads: **inference** (take pending frames, convert,
-segment) and **publishing** (build and publish each camera's messages). A one-slot hand-over
-between them lets batch N be published while batch N+1 runs, with memory bounded: when
-publishing falls behind, inference waits.
+"""The node's work, in two stages: **inference** (take pending frames, convert, segment) on
+``segmenter.streams`` threads and **publishing** (build and publish each camera's messages) on
+one. Batches are numbered when taken and published in that order, so a camera's outputs never
+go out of order; at most streams + 1 batches are held between taking and publishing, so memory
+stays bounded: when publishing falls behind, inference waits.
 
 By device: on CUDA a batch holds up to ``max_batch_size`` frames (one per camera), run as one
 forward. On a CPU every engine call takes one frame, as batches only add cost there
 (docs/node.md), so the cameras are served one frame at a time, round robin, with publishing
-overlapped.
+overlapped and, where the backend runs streams (OpenVINO), several frames in flight.
 
 The pipeline owns nothing it is given: the node creates its collaborators (frame slots, stats,
 segmenter, cameras, a settings getter, a problem sink, a stop event) and their lifetimes.
@@ -38,32 +39,48 @@ class Pipeline:
     def __init__(self, parts):
         self.parts = parts
         self.processed_frames = [0] * len(parts.cameras)  # per camera, since the pipeline started
-        self.handover = queue.Queue(maxsize=1)
-        self.inference = threading.Thread(target=self._inference_loop, name="inference", daemon=True)
+        streams = max(1, int(getattr(parts.segmenter, "streams", 1)))
+        self.handover = queue.Queue()  # (number, jobs, results, settings), in any order
+        self._tickets = threading.Semaphore(streams + 1)  # batches between taking and publishing
+        self._numbering = threading.Lock()
+        self._taken = 0
+        self.inference = [threading.Thread(target=self._inference_loop, name=f"inference-{i}", daemon=True)
+                          for i in range(streams)]
         self.publishing = threading.Thread(target=self._publish_loop, name="publishing", daemon=True)
-        self.inference.start()
+        for thread in self.inference:
+            thread.start()
         self.publishing.start()
 
     def join(self):
-        """After the stop event is set and the slots closed: finish the batch in flight, then
+        """After the stop event is set and the slots closed: finish the batches in flight, then
         stop. No timeout: a batch still running must end before the interpreter exits, or the
         runtime's threads abort the process ("terminate called without an active exception")."""
-        self.inference.join()
+        for thread in self.inference:
+            thread.join()
         self.handover.put(_DONE)
         self.publishing.join()
 
-    # -- inference thread ---------------------------------------------------------------
+    # -- inference threads --------------------------------------------------------------
     def _inference_loop(self):
         parts = self.parts
         while not parts.stop.is_set():
+            if not self._tickets.acquire(timeout=0.1):
+                continue
             settings = parts.settings()
             batch = settings.max_batch_size if parts.segmenter.device.type == "cuda" else 1
-            frames = parts.slots.take(batch, settings.batch_timeout_s)
-            if frames:
-                settings = parts.settings()  # the settings now in force, after the wait
+            with self._numbering:  # numbers follow the order in which frames leave their slots
+                frames = parts.slots.take(batch, settings.batch_timeout_s)
+                number = self._taken
+                self._taken += bool(frames)
+            if not frames:
+                self._tickets.release()
+                continue
+            settings = parts.settings()  # the settings now in force, after the wait
+            jobs, results = [], []
+            try:
                 jobs, results = self._infer(frames, settings)
-                if jobs:
-                    self.handover.put((jobs, results, settings))
+            finally:  # even an empty batch has its number published, or publishing would wait on it
+                self.handover.put((number, jobs, results, settings))
 
     def _infer(self, frames, settings):
         parts, jobs = self.parts, []  # (frame, wanted outputs, RGB image)
@@ -112,8 +129,15 @@ class Pipeline:
 
     # -- publishing thread --------------------------------------------------------------
     def _publish_loop(self):
+        waiting, next_number = {}, 0  # batches that finished before an earlier one
         while (item := self.handover.get()) is not _DONE:
-            self._publish(*item)
+            waiting[item[0]] = item[1:]
+            while next_number in waiting:
+                self._publish(*waiting.pop(next_number))
+                next_number += 1
+                self._tickets.release()
+        for number in sorted(waiting):  # stopping: every inference thread has ended
+            self._publish(*waiting.pop(number))
 
     def _publish(self, jobs, results, settings):
         parts = self.parts
