@@ -1,9 +1,21 @@
 """The choice lists every layer shares, defined once (pure Python: no torch, no ROS, so the
 launch files and the parameter table can import them cheaply)."""
 
-# Model architectures: the Light-Weight RefineNets, then the seed architectures.
-ARCHS = ("mbv2", "rf_lw50", "rf_lw101", "rf_lw152",
-         "refinenet50", "refinenet101", "refinenet152", "gcn50", "gcn101", "gcn152")
+# Model architectures, each with its builder in refinenet_ros.models (module:function, imported
+# only there): the Light-Weight RefineNets, then the seed architectures, heavier, for comparison.
+ARCH_BUILDERS = {
+    "mbv2": "lightweight_refinenet:mbv2_lw",
+    "rf_lw50": "lightweight_refinenet:rf_lw50",
+    "rf_lw101": "lightweight_refinenet:rf_lw101",
+    "rf_lw152": "lightweight_refinenet:rf_lw152",
+    "refinenet50": "refinenet:refinenet50",
+    "refinenet101": "refinenet:refinenet101",
+    "refinenet152": "refinenet:refinenet152",
+    "gcn50": "gcn:gcn50",
+    "gcn101": "gcn:gcn101",
+    "gcn152": "gcn:gcn152",
+}
+ARCHS = tuple(ARCH_BUILDERS)
 # Inference backends of the engine; "auto": the fastest installed one, measured (engine/plan.py).
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 # Numeric precisions; "auto": int8 where an int8 model exists, else fp16 on CUDA, fp32 or measured bf16 on a CPU.

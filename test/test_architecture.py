@@ -110,3 +110,55 @@ def test_share_folder_found_from_a_source_checkout(monkeypatch):
     monkeypatch.setattr(paths.sys, "prefix", "/nonexistent")
     assert paths.share_dir() == PACKAGE.parent
     assert (paths.config_file("params.yaml")).is_file()
+
+
+def defined_names(path):
+    """{module-level name} and {class name: {member names}} defined in ``path``."""
+    tree = ast.parse(path.read_text())
+    top, classes = set(), {}
+
+    def targets(node):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            return {node.name}
+        if isinstance(node, ast.Assign):
+            return {t.id for t in node.targets if isinstance(t, ast.Name)}
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            return {node.target.id}
+        return set()
+
+    for node in tree.body:
+        top |= targets(node)
+        if isinstance(node, ast.ClassDef):
+            classes[node.name] = set().union(*(targets(member) for member in node.body))
+    return top, classes
+
+
+def test_architecture_doc_cites_only_modules_and_names_that_exist():
+    """Every `file.py` in docs/architecture.md exists; a `file.py` `Name` pair names a
+    definition of that file; a `Class.member` names a member of a class of the package."""
+    import re
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    files = {p.name for p in PACKAGE.rglob("*.py")} | {p.name for p in (PACKAGE.parent / "test").glob("*.py")}
+    definitions = {path: defined_names(path) for path in PACKAGE.rglob("*.py")}
+    members = {}
+    for _, classes in definitions.values():
+        for name, names in classes.items():
+            members.setdefault(name, set()).update(names)
+    problems = []
+    for token in set(re.findall(r"`([\w/]+\.py)`", doc)):
+        if "/" in token and not (PACKAGE / token).is_file() and not (PACKAGE.parent / token).is_file():
+            problems.append(f"no file {token}")
+        elif "/" not in token and token not in files:
+            problems.append(f"no file named {token}")
+    for token, name in re.findall(r"`([\w/]+\.py)`\s+`([A-Za-z_][\w.]*)`", doc):
+        path = PACKAGE / token
+        if not path.is_file():
+            continue  # reported above
+        top, classes = definitions[path]
+        head, _, member = name.partition(".")
+        if head not in top or (member and member not in classes.get(head, ())):
+            problems.append(f"{token} defines no {name}")
+    for cls, member in re.findall(r"`([A-Z]\w*)\.([A-Za-z_]\w*)`", doc):
+        if member not in members.get(cls, ()):
+            problems.append(f"no {cls}.{member}")
+    assert not problems, problems

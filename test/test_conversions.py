@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 
+from refinenet_ros.engine.encodings import to_rgb
 from refinenet_ros.ros.conversions import (
     ENCODINGS,
     ImageConversionError,
     image_to_numpy,
-    image_to_rgb,
     numpy_to_image,
     scale_camera_info,
 )
@@ -39,7 +39,7 @@ def test_receive_is_zero_copy_and_honours_row_padding():
     view = image_to_numpy(msg)
     np.testing.assert_array_equal(view, pixels)
     assert np.shares_memory(view, np.frombuffer(msg.data, np.uint8))
-    np.testing.assert_array_equal(image_to_rgb(msg), pixels)
+    np.testing.assert_array_equal(to_rgb(view, msg.encoding), pixels)
 
 
 def test_big_endian_mono16_is_decoded():
@@ -57,9 +57,10 @@ def test_big_endian_mono16_is_decoded():
     ("mono16", lambda p: np.repeat((p >> 8).astype(np.uint8)[:, :, None], 3, 2)),
     ("16UC1", lambda p: np.repeat((p >> 8).astype(np.uint8)[:, :, None], 3, 2)),
 ])
-def test_image_to_rgb(encoding, expected):
+def test_message_to_rgb(encoding, expected):
     pixels = random_pixels(encoding)
-    rgb = image_to_rgb(numpy_to_image(pixels, encoding))
+    msg = numpy_to_image(pixels, encoding)
+    rgb = to_rgb(image_to_numpy(msg), msg.encoding)
     assert rgb.dtype == np.uint8 and rgb.shape == (6, 5, 3)
     np.testing.assert_array_equal(rgb, expected(pixels))
 

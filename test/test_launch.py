@@ -49,6 +49,14 @@ def test_readme_parameter_table_is_the_parameter_table(repo_root):
         + markdown_table())
 
 
+def test_readme_topic_rows_are_the_output_table(repo_root):
+    from refinenet_ros.ros.outputs import topic_rows
+    readme = (repo_root / "README.md").read_text()
+    missing = [row for row in topic_rows() if row not in readme]
+    assert not missing, "README's topic table differs from refinenet_ros.ros.outputs.OUTPUTS; paste:\n" + \
+        "\n".join(missing)
+
+
 def test_launch_argument_tables_in_the_docs_are_the_launch_tables(repo_root):
     docs = (repo_root / "docs" / "demo.md").read_text()
     for arguments in (launch_helpers.SEGMENTATION_ARGUMENTS, launch_helpers.SOURCE_ARGUMENTS):

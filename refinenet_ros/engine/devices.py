@@ -21,3 +21,9 @@ def device_name_problem(device):
 def device_type(device):
     """"cpu", "cuda", "intel_gpu" or "intel_npu" of a resolved device name."""
     return device.partition(":")[0]
+
+
+def cuda_index(device):
+    """N of "cuda:N", None of "cuda" (the current device); ``device`` a valid CUDA name."""
+    index = device.partition(":")[2]
+    return int(index) if index else None

@@ -10,12 +10,27 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".p
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v")
 
 
+def folder_images(folder):
+    """The image files of ``folder`` (by suffix, :data:`IMAGE_SUFFIXES`), sorted by name."""
+    return sorted(p for p in pathlib.Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_bgr(path):
+    """The image at ``path`` as H x W x 3 BGR uint8 (OpenCV's order); ValueError naming it when
+    it cannot be decoded."""
+    import cv2
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot decode image {path}")
+    return image
+
+
 def frame_paths(source):
     """Image paths of ``source``: a folder of images, or a list file whose lines start with an
     image path (relative to the list's folder, as CamVid's ``train.txt``)."""
     source = pathlib.Path(source)
     if source.is_dir():
-        paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        paths = folder_images(source)
     elif source.is_file():
         lines = [line.split() for line in source.read_text().splitlines()]
         paths = [source.parent / words[0].lstrip("/") for words in lines if words]
@@ -37,10 +52,7 @@ def read_frames(source, count, offset=0):
     stride = max(1, len(paths) // max(1, count))
     frames = []
     for path in paths[offset % stride::stride][:count]:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"cannot read image {path}")
-        frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+        frames.append(cv2.cvtColor(read_bgr(path), cv2.COLOR_BGR2RGB))
     return frames
 
 

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from .devices import cuda_index, device_name_problem, device_type
 from .memory import SpikeDetector
 
 ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8,
@@ -42,9 +43,9 @@ def _providers(device, available):
         device = "cuda" if "CUDAExecutionProvider" in available else "cpu"
     if device == "cpu":
         return ["CPUExecutionProvider"]
-    if not device.startswith("cuda"):
+    if device_name_problem(device) or device_type(device) != "cuda":
         raise OnnxModelError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
-    index = int(device.partition(":")[2] or 0)
+    index = cuda_index(device) or 0
     if "CUDAExecutionProvider" not in available:
         raise OnnxModelError(f"device {device!r} asked for, but this onnxruntime has no CUDA execution "
                              f"provider (available: {', '.join(available)}); install onnxruntime-gpu")

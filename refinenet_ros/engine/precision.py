@@ -5,7 +5,7 @@ Which precision and backend ``"auto"`` means is decided by :mod:`.plan`, not her
 import torch
 
 from ..choices import PRECISIONS as PRECISION_NAMES
-from .devices import INTEL_DEVICES, device_name_problem, device_type
+from .devices import INTEL_DEVICES, cuda_index, device_name_problem, device_type
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 INT8 = "int8"  # a quantised ONNX export (ONNX Runtime, OpenVINO), not a torch dtype
@@ -32,8 +32,8 @@ def resolve_device(device):
     if not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available "
                          f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); use device='cpu'")
-    index = device.partition(":")[2]
-    index = torch.cuda.current_device() if not index else int(index)
+    index = cuda_index(device)
+    index = torch.cuda.current_device() if index is None else index
     if index >= torch.cuda.device_count():
         raise ValueError(f"device {device!r} requested but only {torch.cuda.device_count()} CUDA "
                          f"device(s) exist")

@@ -4,9 +4,11 @@ Inputs are float NCHW RGB tensors scaled to [0, 1] and normalised with ImageNet 
 (:data:`IMAGENET_MEAN`, :data:`IMAGENET_STD`); outputs are logits at the model's
 ``output_stride`` (``ceil(H/s) x ceil(W/s)``).
 """
+import importlib
+
 import torch
 
-from ..choices import ARCHS
+from ..choices import ARCH_BUILDERS, ARCHS
 from .checkpoint import (
     CheckpointError,
     from_official_layout,
@@ -16,27 +18,15 @@ from .checkpoint import (
     to_official_layout,
 )
 from .fuse import fuse_for_inference
-from .gcn import gcn50, gcn101, gcn152
-from .lightweight_refinenet import mbv2_lw, rf_lw50, rf_lw101, rf_lw152
 from .mobilenetv2 import MobileNetV2Encoder, load_torchvision_mobilenet_v2
-from .refinenet import refinenet50, refinenet101, refinenet152
 from .resnet import ResNetEncoder, load_torchvision_resnet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-MODEL_BUILDERS = {
-    "mbv2": mbv2_lw,
-    "rf_lw50": rf_lw50,
-    "rf_lw101": rf_lw101,
-    "rf_lw152": rf_lw152,
-    # The seed architectures (refinenet.py, gcn.py): heavier, for comparison.
-    "refinenet50": refinenet50,
-    "refinenet101": refinenet101,
-    "refinenet152": refinenet152,
-    "gcn50": gcn50,
-    "gcn101": gcn101,
-    "gcn152": gcn152,
+MODEL_BUILDERS = {  # name -> builder, as choices.ARCH_BUILDERS places them
+    name: getattr(importlib.import_module(f".{module}", __name__), function)
+    for name, (module, _, function) in ((n, where.partition(":")) for n, where in ARCH_BUILDERS.items())
 }
 
 
@@ -45,9 +35,6 @@ def normalize_images(images, dtype=torch.float32):
     mean = torch.tensor(IMAGENET_MEAN, device=images.device, dtype=torch.float32).view(1, 3, 1, 1) * 255
     std = torch.tensor(IMAGENET_STD, device=images.device, dtype=torch.float32).view(1, 3, 1, 1) * 255
     return ((images.float() - mean) / std).to(dtype)
-
-
-assert tuple(MODEL_BUILDERS) == ARCHS, "choices.ARCHS lists the builders, in order"
 
 
 def available_archs():

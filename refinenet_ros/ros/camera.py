@@ -4,16 +4,14 @@ input's exact header."""
 import copy
 from dataclasses import dataclass
 
-import numpy as np
 from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from .conversions import ImageConversionError, numpy_to_image, scale_camera_info
 from .navigation import DepthPairing, cloud, mask
+from .outputs import OUTPUTS
 from .params import sibling_topic
-
-OUTPUTS = ("labels", "color", "overlay", "confidence")
 
 
 def output_qos(name):
@@ -97,10 +95,9 @@ class Camera:
 
     def wanted_outputs(self, settings):
         """The outputs that are enabled and have subscribers."""
-        enabled = {"labels": True, "color": settings.publish_color,
-                   "overlay": settings.publish_overlay, "confidence": settings.publish_confidence}
         return {name for name, publisher in self.publishers.items()
-                if enabled.get(name, True) and publisher.get_subscription_count() > 0}
+                if (name not in OUTPUTS or OUTPUTS[name].switch is None or name in settings.published)
+                and publisher.get_subscription_count() > 0}
 
     def publish(self, message, result, outputs, settings):
         """Publish the wanted outputs of ``result`` with the input ``message``'s header: every
@@ -108,16 +105,8 @@ class Camera:
         reason the point cloud was left out, if it was (the other outputs still go out)."""
         header = message.header
         height, width = result.labels.shape
-        ready = []
-        if "labels" in outputs:
-            encoding = "mono8" if result.labels.dtype == np.uint8 else "mono16"
-            ready.append(("labels", numpy_to_image(result.labels, encoding, header)))
-        if "color" in outputs:
-            ready.append(("color", numpy_to_image(result.color, "rgb8", header)))
-        if "overlay" in outputs:
-            ready.append(("overlay", numpy_to_image(result.overlay, "rgb8", header)))
-        if "confidence" in outputs:
-            ready.append(("confidence", numpy_to_image(result.confidence_mono8(), "mono8", header)))
+        ready = [(name, numpy_to_image(*output.image(result), header))
+                 for name, output in OUTPUTS.items() if name in outputs]
         for group, ids in self.mask_groups.items():
             if f"mask/{group}" in outputs:
                 ready.append((f"mask/{group}", numpy_to_image(mask(result.labels, ids), "mono8", header)))

@@ -69,17 +69,6 @@ def image_to_numpy(msg):
     return array
 
 
-def image_to_rgb(msg):
-    """``H x W x 3`` uint8 RGB for the network, from any supported encoding."""
-    return pixels_to_rgb(image_to_numpy(msg), msg.encoding)
-
-
-def pixels_to_rgb(pixels, encoding):
-    """RGB from the :func:`image_to_numpy` view of an ``encoding`` image (rgb8 comes back
-    as is, without a copy)."""
-    return to_rgb(pixels, encoding)
-
-
 COMPRESSED_FORMATS = ("jpeg", "jpg", "png")
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image
 
-from ..engine.frames import IMAGE_SUFFIXES
+from ..engine.frames import IMAGE_SUFFIXES, folder_images, read_bgr
 
 BAG_IMAGE_TYPES = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": CompressedImage}
 
@@ -35,14 +35,14 @@ def source_kind(source):
 
 
 def _folder_frames(folder):
-    files = sorted(p for p in pathlib.Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = folder_images(folder)
     if not files:
         raise SourceError(f"image folder {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     for path in files:
-        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if frame is None:
-            raise SourceError(f"cannot decode image {path}")
-        yield frame, None
+        try:
+            yield read_bgr(path), None
+        except ValueError as exc:
+            raise SourceError(str(exc)) from None
 
 
 def _capture_frames(capture, name, camera):

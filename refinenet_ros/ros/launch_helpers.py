@@ -9,7 +9,8 @@ import tempfile
 
 import yaml
 
-from .params import PARAMETERS, markdown_cell, sibling_topic
+from .outputs import RVIZ_OUTPUTS
+from .params import PARAMETERS, check_topics, markdown_cell, sibling_topic
 
 # Launch arguments that set a node parameter (empty = keep the params file's value).
 NODE_ARGUMENTS = ("autostart", "image_topics", "transport", "arch", "weights", "device", "precision", "backend",
@@ -35,7 +36,6 @@ SOURCE_ARGUMENTS = {
 }
 PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
 PROFILE_QOS_VARIABLE = ("RMW_FASTRTPS_USE_QOS_FROM_XML", "1")  # the profile's memory policy applies
-RVIZ_OUTPUTS = ("color", "overlay")  # shown in RViz for each camera
 
 
 def needs_fastdds_profile(environ=os.environ):
@@ -79,9 +79,9 @@ def parse_topic_list(text):
     topics = [t for t in topics if t]
     if not topics:
         raise ValueError(f"image_topics {text!r} names no topic; e.g. image_topics:=[/cam0/image_raw,/cam1/image_raw]")
-    bad = [t for t in topics if not all(c.isalnum() or c in "/_~{}" for c in t) or "//" in t]
-    if bad:
-        raise ValueError(f"image_topics {text!r}: invalid topic name(s) {bad}")
+    problem = check_topics(topics)  # the node's own check (rclpy's topic name rules)
+    if problem:
+        raise ValueError(f"launch argument {problem}")
     return topics
 
 

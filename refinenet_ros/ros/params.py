@@ -27,6 +27,7 @@ from ..choices import (
     TRANSPORTS,
 )
 from ..engine.devices import device_name_problem
+from .outputs import OUTPUTS, SWITCHES, enabled_outputs
 
 MAX_INPUT_SIZE = 8192
 
@@ -98,10 +99,8 @@ PARAMETERS = {
                                "(OpenVINO; others run 1): 0 = auto (2 on a CPU of 2 or more cores, "
                                "else 1); 1 = the lowest latency per frame", range=(0, 16)),
     # --- outputs ---
-    "publish_color": Param(True, "publish <ns>/segmentation/color (rgb8)", runtime=True),
-    "publish_overlay": Param(True, "publish <ns>/segmentation/overlay (rgb8 blend)", runtime=True),
-    "publish_confidence": Param(False, "publish <ns>/segmentation/confidence (mono8, top-class "
-                                "probability x 255)", runtime=True),
+    **{parameter: Param(OUTPUTS[name].switch, f"publish <ns>/segmentation/{name} "
+                        f"({OUTPUTS[name].content})", runtime=True) for parameter, name in SWITCHES.items()},
     "overlay_alpha": Param(0.5, "overlay blend: 0 = image only, 1 = colours only", runtime=True,
                            range=(0.0, 1.0)),
     # --- navigation outputs ---
@@ -148,9 +147,7 @@ class Settings:
     output_resolution: str
     max_batch_size: int
     batch_timeout_s: float
-    publish_color: bool
-    publish_overlay: bool
-    publish_confidence: bool
+    published: frozenset      # the switchable outputs switched on (outputs.SWITCHES)
     overlay_alpha: float
     depth_min_m: float
     depth_max_m: float
@@ -164,8 +161,7 @@ class Settings:
                    output_resolution=values["output_resolution"],
                    max_batch_size=values["max_batch_size"],
                    batch_timeout_s=values["batch_timeout_ms"] / 1000.0,
-                   publish_color=values["publish_color"], publish_overlay=values["publish_overlay"],
-                   publish_confidence=values["publish_confidence"],
+                   published=enabled_outputs(values),
                    overlay_alpha=values["overlay_alpha"], depth_min_m=values["depth_min_m"],
                    depth_max_m=values["depth_max_m"], cloud_stride=values["cloud_stride"])
 
@@ -193,7 +189,7 @@ def check_value(name, value):
     if name == "device" and device_name_problem(value):
         return device_name_problem(value)
     if name == "image_topics":
-        return _check_topics(value)
+        return check_topics(value)
     if name in ("weights", "palette", "class_names") and value not in ("", "default"):
         if not pathlib.Path(value).expanduser().is_file():
             return f"{name} file {value!r} does not exist"
@@ -202,7 +198,8 @@ def check_value(name, value):
     return None
 
 
-def _check_topics(topics):
+def check_topics(topics):
+    """Why ``topics`` cannot be the node's image_topics (names, duplicates, namespaces), or None."""
     if not topics or any(not topic.strip() for topic in topics):
         return f"image_topics must be a non-empty list of topic names, got {list(topics)!r}"
     for topic in topics:

@@ -18,7 +18,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from .conversions import ImageConversionError, compressed_to_rgb, pixels_to_rgb
+from ..engine.encodings import to_rgb
+from .conversions import ImageConversionError, compressed_to_rgb
+from .outputs import needs
 
 _DONE = object()
 
@@ -112,8 +114,8 @@ class Pipeline:
             results = parts.segmenter.segment(
                 images, output_resolution=settings.output_resolution, input_size=settings.input_size,
                 max_pixels=settings.max_input_pixels,
-                with_confidence=any("confidence" in o or "points" in o for o in outputs),
-                overlay_alpha=settings.overlay_alpha if any("overlay" in o for o in outputs) else None)
+                with_confidence=any(needs(o, "confidence") for o in outputs),
+                overlay_alpha=settings.overlay_alpha if any(needs(o, "overlay") for o in outputs) else None)
         except Exception as exc:  # noqa: BLE001 - keep serving; reported per camera on /diagnostics
             if parts.stop.is_set() or not parts.context_ok():
                 return None
@@ -160,4 +162,4 @@ def _frame_rgb(frame):
     """The network's RGB input for a pending frame (raw: validated view; compressed: decoded)."""
     if frame.pixels is None:
         return compressed_to_rgb(frame.message)
-    return pixels_to_rgb(frame.pixels, frame.message.encoding)
+    return to_rgb(frame.pixels, frame.message.encoding)
