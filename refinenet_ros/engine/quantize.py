@@ -19,7 +19,7 @@ from ..models import normalize_images
 from .frames import read_frames
 
 # Node-name fragments of the layers kept in fp32: MobileNet-v2 stem and stages 0-2 (output
-# stride <= 8, measured above); for ResNets conv1 and layer1 by analogy (no trained ResNet
+# stride <= 8: the agreement behind it is in docs/performance.md); for ResNets conv1 and layer1 by analogy (no trained ResNet
 # weights ship, so that choice is unmeasured).
 FLOAT_LAYERS = ("/encoder/stem/", "/encoder/stages.0/", "/encoder/stages.1/", "/encoder/stages.2/",
                 "/encoder/conv1/", "/encoder/layer1/")

@@ -2,9 +2,9 @@
 
 No ROS here: the node, the demo, the evaluation and the benchmark all share this class.
 Frames are uploaded once as uint8, converted, normalised and resized on the device, pushed
-through the network (:mod:`.backends`: fused PyTorch or ONNX Runtime) in batches of equal
-network size, upsampled (bilinear, logits), arg-maxed and coloured on the device; only uint8
-(or uint16) results come back.
+through the network (:mod:`.backends`: fused PyTorch, ONNX Runtime or OpenVINO) in batches of
+equal network size, upsampled (bilinear, logits), arg-maxed and coloured on the device; only
+uint8 (or uint16) results come back. OpenVINO runs all of that inside its graph instead.
 """
 import threading
 import time
@@ -41,7 +41,7 @@ class Segmenter:
     """Light-Weight RefineNet inference on batches of H x W x 3 uint8 RGB frames.
 
     ``weights``: ``"default"`` (the shipped model), a checkpoint path, an ``.onnx`` file
-    (ONNX Runtime backend) or None (random initialisation, for tests and benchmarks).
+    or None (random initialisation, for tests and benchmarks).
     ``input_size``: network input (h, w) every frame is resized to, or None to run each
     frame at its native size (the models accept any size); ``segment()`` can override it per
     call. ``scales`` / ``flip``: test-time multi-scale and mirror averaging of softmax
