@@ -59,7 +59,8 @@ class InProcess:
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.client)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
+        self.spinner = threading.Thread(target=self.executor.spin, daemon=True)
+        self.spinner.start()
 
     def publish(self, camera, height=24, width=32, stamp=0):
         message = numpy_to_image(np.full((height, width, 3), 90, np.uint8), "rgb8")
@@ -72,6 +73,7 @@ class InProcess:
 
     def close(self):
         self.executor.shutdown()
+        self.spinner.join(10.0)  # spin() returns before the context goes
         self.node.destroy_node()
         self.client.destroy_node()
         rclpy.shutdown(context=self.context)
