@@ -57,7 +57,7 @@ class NodeStats:
         with self._lock:
             self._stages.setdefault(name, deque(maxlen=MAX_SAMPLES)).append(ms)
 
-    def report(self, node_name, dropped, device, precision, arch, backend, state="active"):
+    def report(self, node_name, dropped, device, precision, arch, backend, state="active", streams=1):
         """A DiagnosticArray for the period since the last report (and starts a new period)."""
         now = time.monotonic()
         with self._lock:
@@ -77,7 +77,7 @@ class NodeStats:
             "running" if batches else "idle (no frames or no subscribers)" if state == "active" else state)
         self.last_inference_error = ""
         engine.values = _values(
-            state=state, device=device, precision=precision, backend=backend, arch=arch,
+            state=state, device=device, precision=precision, backend=backend, arch=arch, streams=streams,
             batches_per_s=len(batches) / period,
             mean_batch_size=np.mean(batches) if batches else 0.0,
             inference_ms_p50=_percentile(inference, 50), inference_ms_p99=_percentile(inference, 99),

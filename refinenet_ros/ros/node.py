@@ -254,7 +254,7 @@ class SegmentationNode(LifecycleNode):
             return
         dropped = self._slots.dropped() if self._pipeline else [0] * len(self.cameras)
         self._diagnostics.publish(self._stats.report(name, dropped, str(seg.device), seg.precision,
-                                                     seg.arch, seg.backend, self.state))
+                                                     seg.arch, seg.backend, self.state, seg.streams))
 
     def destroy_node(self):
         self._stop_pipeline()  # the threads end first; rclpy destroys the entities

@@ -258,6 +258,7 @@ def run(args):
                      frames_received=recorder.inputs, frames_segmented=recorder.segmented,
                      warmup_frames=args.warmup, wall_time_s=round(time.monotonic() - started, 1),
                      node_inference_ms_p50=recorder.engine.get("inference_ms_p50"),
+                     node_streams=int(recorder.engine.get("streams", 1)),
                      source_fps=_rate_over(recorder.input_times, recorder.output_times),
                      node_dropped_frames=recorder.dropped,
                      rmw=os.environ["RMW_IMPLEMENTATION"])

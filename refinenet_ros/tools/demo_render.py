@@ -84,8 +84,10 @@ def summary(latencies_ms, output_times, class_pixels, class_names, **facts):
         classes_seen={_name(class_names, k): round(n / total, 4) for k, n in seen},
     )
     inference = facts.get("node_inference_ms_p50")
-    # what the node sustains apart from the source: a 10 frames/s video cannot show more
-    report["node_capacity_fps"] = round(1000.0 / float(inference), 1) if inference else None
+    # what the node sustains apart from the source (a 10 frames/s video cannot show more), with
+    # node_streams frames in flight at once
+    streams = facts.get("node_streams", 1)
+    report["node_capacity_fps"] = round(streams * 1000.0 / float(inference), 1) if inference else None
     if facts.get("source_fps"):
         report["output_vs_source"] = round(fps / facts["source_fps"], 3)
     return report
