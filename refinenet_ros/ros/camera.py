@@ -10,7 +10,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from .conversions import ImageConversionError, numpy_to_image, scale_camera_info
 from .navigation import DepthPairing, cloud, mask
-from .outputs import OUTPUTS
+from .outputs import OUTPUTS, is_enabled
 from .params import sibling_topic
 
 
@@ -96,8 +96,7 @@ class Camera:
     def wanted_outputs(self, settings):
         """The outputs that are enabled and have subscribers."""
         return {name for name, publisher in self.publishers.items()
-                if (name not in OUTPUTS or OUTPUTS[name].switch is None or name in settings.published)
-                and publisher.get_subscription_count() > 0}
+                if is_enabled(name, settings.published) and publisher.get_subscription_count() > 0}
 
     def publish(self, message, result, outputs, settings):
         """Publish the wanted outputs of ``result`` with the input ``message``'s header: every

@@ -47,6 +47,11 @@ def needs(outputs, extra):
                for name in outputs)
 
 
+def is_enabled(name, published):
+    """Whether output ``name`` is on: switched on (in ``published``), or an output without switch."""
+    return name not in SWITCHES.values() or name in published
+
+
 def enabled_outputs(values):
     """The switchable outputs switched on in ``values`` (parameter name -> value)."""
     return frozenset(name for parameter, name in SWITCHES.items() if values[parameter])
