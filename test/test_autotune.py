@@ -54,6 +54,16 @@ def test_the_fastest_is_chosen_cached_and_reused(weights, measuring):
     assert "measured now" in autotune.choose(offered, "mbv2", SIZE, cpu_info(), folder=measuring)[1]
 
 
+def test_a_backend_with_streams_is_also_timed_two_at_once(weights, measuring):
+    offered = candidates(weights, "onnxruntime", "openvino")
+    chosen, how, figures = autotune.choose(offered, "mbv2", SIZE, cpu_info(), folder=measuring)
+    two = figures.get("openvino/fp32 two at once")
+    if len(os.sched_getaffinity(0)) < 2:
+        assert two is None  # one core: nothing to overlap
+    else:
+        assert two > 0 and "two at once" in how and "onnxruntime/fp32 two at once" not in figures
+
+
 def test_a_runtime_that_dies_by_a_signal_is_skipped(weights, measuring, monkeypatch):
     offered = candidates(weights, "torch", "onnxruntime")
     monkeypatch.setenv("REFINENET_ROS_AUTOTUNE_FAULT", "onnxruntime")

@@ -126,6 +126,9 @@ def test_streams_auto_is_two_on_a_cpu_of_two_cores_and_others_run_one(weights):
     from refinenet_ros.engine.openvino_backend import resolve_streams
     assert [resolve_streams("auto", "cpu", cores=n) for n in (1, 2, 16)] == [1, 2, 2]
     assert resolve_streams("auto", "intel_gpu", cores=8) == 1 and resolve_streams(3, "cpu") == 3
+    # measured: two frames in flight only where they buy enough frames/s for their latency
+    assert [resolve_streams("auto", "cpu", cores=2, gain=g) for g in (0.97, 1.04, 1.05, 1.2)] == [1, 1, 2, 2]
+    assert resolve_streams(2, "cpu", cores=2, gain=0.9) == 2  # an explicit number is honoured
     assert Segmenter(weights=weights, device="cpu", precision="fp32", backend="torch", streams=3).streams == 1
     for bad in (-1, 1.5, "two", True):
         with pytest.raises(ValueError, match="streams must be 'auto' or an integer >= 1"):

@@ -77,6 +77,19 @@ def test_a_measured_choice_is_taken_with_its_figures(weights):
 
     plan = make_plan(weights=weights, device="cpu", cpu=CPUS["amx"], measure=measure)
     assert (plan.backend, plan.precision, plan.measured) == ("torch", "bf16", {"torch/bf16": 1.0})
+    assert plan.streams_gain is None  # not timed two at once
+
+
+def test_the_measured_gain_of_two_streams_comes_with_the_plan(weights):
+    def measure(candidates, **_):
+        chosen = next(c for c in candidates if c[0] == "openvino" and c[1] == "fp32")
+        return chosen, "measured", {"openvino/fp32": 50.0, "openvino/fp32 two at once": 40.0,
+                                    "onnxruntime/fp32": 60.0}
+
+    if not BACKENDS["openvino"].installed():
+        pytest.skip("needs the openvino backend installed")
+    plan = make_plan(weights=weights, device="cpu", cpu=CPUS["avx2"], measure=measure)
+    assert (plan.backend, plan.streams_gain) == ("openvino", 1.25)
 
 
 def test_explicit_choices_are_honoured_or_refused_with_the_reason(weights, tmp_path):

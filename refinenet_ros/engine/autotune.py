@@ -1,5 +1,7 @@
 """``backend: auto`` by measurement: each candidate (backend, precision, weights file) is timed
 briefly in a child process (:mod:`.measure`), the fastest is kept, and the decision is cached.
+A backend that overlaps calls (OpenVINO's streams) is also timed with two frames in flight, so
+``streams: auto`` keeps two only where they pay (:func:`.openvino_backend.resolve_streams`).
 
 Child processes, one at a time: a native runtime that fails to load or dies by a signal on an
 unusual CPU costs that candidate, never the caller. The cache (a JSON file per key in
@@ -23,9 +25,12 @@ import tempfile
 
 import numpy as np
 
+from .registry import BACKENDS, TWO_AT_ONCE
+
 MIN_BF16_AGREEMENT = 0.99  # bf16 is kept only with this share of labels as fp32
 CHILD_TIMEOUT_S = 180.0    # loading includes an ONNX export and a compile on a slow CPU
 RUNTIMES = ("torch", "onnxruntime", "openvino")
+MEASURES = 2               # what a record holds; a new value measures again
 
 
 def enabled():
@@ -60,19 +65,24 @@ def choose(candidates, arch, size, cpu, folder=None):
     if record["choice"] is None:
         return None
     chosen = next(c for c in candidates if _label(c) == record["choice"])
-    return chosen, _explain(record, size, path, fresh), {
-        label: r["ms"] for label, r in record["results"].items() if "ms" in r}
+    figures = {}
+    for label, result in record["results"].items():
+        figures.update({label + suffix: result[name] for name, suffix in
+                        (("ms", ""), ("ms_two_at_once", TWO_AT_ONCE)) if name in result})
+    return chosen, _explain(record, size, path, fresh), figures
 
 
 def measure_all(candidates, arch, size):
-    """label -> {"ms", "agreement"} or {"skipped": reason}, every candidate in its own child."""
-    results = {}
+    """label -> {"ms", "agreement"} (and "ms_two_at_once" for a backend that overlaps calls, on
+    two cores or more) or {"skipped": reason}, every candidate in its own child."""
+    results, cores = {}, len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory(prefix="refinenet_autotune_") as scratch:
         labels = {}
         for backend, precision, file in candidates:
             label = _label((backend, precision, file))
             out = os.path.join(scratch, f"{backend}_{precision}.npy")
-            results[label] = _measure_in_child(backend, precision, file, arch, size, out)
+            two = BACKENDS[backend].overlaps and cores >= 2
+            results[label] = _measure_in_child(backend, precision, file, arch, size, out, two)
             if "ms" in results[label]:
                 labels[label] = np.load(out)
         reference = next((labels[k] for k in labels if k.endswith("/fp32")), None)
@@ -82,9 +92,9 @@ def measure_all(candidates, arch, size):
     return results
 
 
-def _measure_in_child(backend, precision, file, arch, size, out):
+def _measure_in_child(backend, precision, file, arch, size, out, two_at_once=False):
     spec = {"backend": backend, "precision": precision, "weights": file, "arch": arch,
-            "size": list(size), "labels_out": out}
+            "size": list(size), "labels_out": out, "two_at_once": two_at_once}
     try:
         done = subprocess.run([sys.executable, "-m", "refinenet_ros.engine.measure", json.dumps(spec)],
                               capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
@@ -106,13 +116,21 @@ def _fastest(results):
 
 
 def _explain(record, size, path, fresh):
-    figures = ", ".join(f"{label} {r['ms']:.1f} ms" + (f" ({100 * r['agreement']:.2f}% as fp32)"
-                                                        if "agreement" in r and "fp32" not in label else "")
-                        if "ms" in r else f"{label} skipped: {r['skipped']}"
-                        for label, r in record["results"].items())
+    figures = ", ".join(_figures(label, r) for label, r in record["results"].items())
     source = "measured now" if fresh else "measured earlier"
     return (f"{record['choice']} is the fastest {source} (engine, one {size[0]}x{size[1]} frame: "
             f"{figures}); decision cached in {path}")
+
+
+def _figures(label, result):
+    if "ms" not in result:
+        return f"{label} skipped: {result['skipped']}"
+    text = f"{label} {result['ms']:.1f} ms"
+    if "ms_two_at_once" in result:
+        text += f" ({result['ms_two_at_once']:.1f} ms a frame with two at once)"
+    if "agreement" in result and "fp32" not in label:
+        text += f" ({100 * result['agreement']:.2f}% as fp32)"
+    return text
 
 
 def _label(candidate):
@@ -127,7 +145,8 @@ def _key_fields(candidates, arch, size, cpu):
             versions[name] = importlib.metadata.version(name)
     return {"cpu": cpu.model, "flags": sorted(cpu.flags), "runtimes": versions, "arch": arch,
             "size": list(size), "candidates": sorted(_label(c) for c in candidates),
-            "files": [_file_identity(f) for f in files], "python": sys.version.split()[0]}
+            "files": [_file_identity(f) for f in files], "python": sys.version.split()[0],
+            "measures": MEASURES, "cores": len(os.sched_getaffinity(0))}
 
 
 def _file_identity(path):

@@ -127,7 +127,8 @@ def load_onnxruntime(plan, num_classes, compile, streams=1):
 
 def load_openvino(plan, num_classes, compile, streams=1):
     from .onnx_backend import export_info
-    from .openvino_backend import OpenVinoNetwork
+    from .openvino_backend import OpenVinoNetwork, resolve_streams
+    streams = resolve_streams(streams, plan.device_type, gain=plan.streams_gain)
     if plan.weights is not None and plan.weights.lower().endswith(".onnx"):
         info = export_info(plan.weights, onnx_metadata(plan.weights))
         _check_float_logits(info, plan.weights)

@@ -30,15 +30,20 @@ OPENVINO_DEVICES = {"cpu": "CPU", "intel_gpu": "GPU", "intel_npu": "NPU"}
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": None}
 MAX_COMPILED = 4  # graphs kept per network (one per size triple in use)
 AUTO_STREAMS = 2  # streams of "auto" on a CPU of at least that many cores
+# Two frames in flight double each frame's latency: "auto" keeps them only where a measurement
+# finds them buying at least this much more frames/s than one stream.
+MIN_STREAMS_GAIN = 1.05
 
 
-def resolve_streams(streams, device_type, cores=None):
+def resolve_streams(streams, device_type, cores=None, gain=None):
     """The number of concurrent calls for ``streams`` (an int >= 1, or "auto": two on a CPU of
-    two or more cores, else one)."""
+    two or more cores, unless ``gain``, the measured frames/s of two streams over one, is below
+    MIN_STREAMS_GAIN; else one)."""
     streams = check_streams(streams)
     if streams == "auto":
         cores = len(os.sched_getaffinity(0)) if cores is None else cores
-        return AUTO_STREAMS if device_type == "cpu" and cores >= AUTO_STREAMS else 1
+        worth_it = gain is None or gain >= MIN_STREAMS_GAIN
+        return AUTO_STREAMS if device_type == "cpu" and cores >= AUTO_STREAMS and worth_it else 1
     return streams
 
 

@@ -22,7 +22,7 @@ from .cpu import cpu_info
 from .paths import model_metadata
 from .devices import device_name_problem, device_type
 from .precision import INT8, check_precision_name, check_precision_supported, resolve_device
-from .registry import BACKENDS, RANDOM_INIT, STATIC_PREFERENCE
+from .registry import BACKENDS, RANDOM_INIT, STATIC_PREFERENCE, TWO_AT_ONCE
 
 DEFAULT_MEASURE_SIZE = (360, 480)  # network size measured when frames run at their native size
 
@@ -36,11 +36,18 @@ class Plan:
     arch: str | None
     reason: str
     meta: dict = field(default_factory=dict)  # the shipped model's metadata ("default" weights)
-    measured: dict = field(default_factory=dict)  # "backend/precision" -> ms per frame
+    measured: dict = field(default_factory=dict)  # "backend/precision[ two at once]" -> ms per frame
 
     @property
     def device_type(self):
         return device_type(self.device)
+
+    @property
+    def streams_gain(self):
+        """Measured frames/s of the chosen candidate with two calls at once over one, or None."""
+        label = f"{self.backend}/{self.precision}"
+        one, two = self.measured.get(label), self.measured.get(label + TWO_AT_ONCE)
+        return round(one / two, 3) if one and two else None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import importlib.util
 from dataclasses import dataclass
 
 RANDOM_INIT = None  # a weights "file" of None: a randomly initialised model, for tests
+TWO_AT_ONCE = " two at once"  # suffix of a measured label: two calls in flight (ms per frame)
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class BackendSpec:
     requires: tuple          # modules that must be importable
     loader: str              # "module:function" (plan, num_classes, compile, streams) -> network
     compiles: bool = False   # runs torch.compile
+    overlaps: bool = False   # runs several calls at once on a CPU (streams)
 
     def installed(self):
         return all(importlib.util.find_spec(name) is not None for name in self.requires)
@@ -56,7 +58,8 @@ BACKENDS = {
         "openvino", reads=(".pth", ".onnx", RANDOM_INIT),
         runs={"cpu": ("fp32", "bf16", "int8"), "intel_gpu": ("fp32", "fp16", "int8"),
               "intel_npu": ("fp16", "int8")},
-        requires=("openvino", "onnx"), loader="refinenet_ros.engine.backends:load_openvino"),
+        requires=("openvino", "onnx"), loader="refinenet_ros.engine.backends:load_openvino",
+        overlaps=True),
 }
 # Without a measurement, on a CPU: the order in which candidates are preferred.
 STATIC_PREFERENCE = ("onnxruntime", "openvino", "torch")

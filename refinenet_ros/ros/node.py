@@ -90,7 +90,7 @@ class SegmentationNode(LifecycleNode):
             return FAILURE
         seg = self.segmenter
         batching = (f"batches of up to {self._settings.max_batch_size}" if seg.device.type == "cuda"
-                    else f"one frame per model call (CPU), {seg.streams} at once")
+                    else f"one frame per model call (CPU), {seg.streams} at once{_streams_why(seg)}")
         self.get_logger().info(
             f"configured: {', '.join(c.topic for c in self.cameras)} with {seg.arch} ({seg.num_classes} "
             f"classes, {seg.backend}) on {seg.device} in {seg.precision} ({seg.network.precision_reason}); "
@@ -259,6 +259,11 @@ class SegmentationNode(LifecycleNode):
     def destroy_node(self):
         self._stop_pipeline()  # the threads end first; rclpy destroys the entities
         return super().destroy_node()
+
+
+def _streams_why(segmenter):
+    gain = getattr(getattr(segmenter.network, "plan", None), "streams_gain", None)
+    return "" if gain is None else f" (two at once measured {gain:.2f}x the frames/s of one)"
 
 
 def main(args=None):
