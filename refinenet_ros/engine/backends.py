@@ -9,6 +9,7 @@ offer ``segment_frame(frame, network_size, output_size, with_confidence)``,
 the whole pipeline of one uint8 frame inside its runtime (OpenVINO does). :func:`load_network`
 makes the plan (:mod:`.plan`) and loads it with the backend's ``load_*`` function here.
 """
+import contextlib
 import os
 import tempfile
 import warnings
@@ -45,9 +46,11 @@ class TorchNetwork:
     def compile(self):
         mode = "reduce-overhead" if self.device.type == "cuda" else None  # CUDA graphs on CUDA
         try:
-            self.compiled = torch.compile(self.model, mode=mode)
+            with _quiet_compiler():
+                self.compiled = torch.compile(self.model, mode=mode)
         except Exception as exc:  # noqa: BLE001 - any compiler failure falls back to eager
             self._compile_failed(exc)
+        self._compiled_once = False
 
     def _compile_failed(self, exc):
         warnings.warn(f"torch.compile failed, running the model uncompiled: {type(exc).__name__}: "
@@ -58,7 +61,12 @@ class TorchNetwork:
         x = x.to(self.dtype)
         if self.compiled is not None:
             try:
-                return self.compiled(x).float()
+                if self._compiled_once:
+                    return self.compiled(x).float()
+                with _quiet_compiler():  # the first call compiles
+                    logits = self.compiled(x).float()
+                self._compiled_once = True
+                return logits
             except Exception as exc:  # noqa: BLE001 - compiler failures surface at the first call
                 self._compile_failed(exc)
         return one_frame_at_a_time_on_cpu(self.model, x, self.device).float()
@@ -87,6 +95,16 @@ class OnnxRuntimeNetwork:
 
     def __call__(self, x):
         return one_frame_at_a_time_on_cpu(self.model, x.float().contiguous(), self.device)
+
+
+@contextlib.contextmanager
+def _quiet_compiler():
+    """torch.compile of other torch versions warns of its own deprecated internals; a caller
+    that turns warnings into errors (pytest -W error) must not lose the compile to them."""
+    with warnings.catch_warnings():
+        for category in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
+            warnings.filterwarnings("ignore", category=category)
+        yield
 
 
 def one_frame_at_a_time_on_cpu(model, x, device):

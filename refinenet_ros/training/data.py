@@ -43,6 +43,29 @@ def read_label(path):
     return label
 
 
+class LabelValueError(ValueError):
+    """A label image holds a value that is neither a class index nor the ignore index."""
+
+
+def check_label_values(pairs, num_classes, ignore_index):
+    """Read each label of ``pairs`` once; raise :class:`LabelValueError` (one line: the file,
+    the value, the classes, the ``--ignore-index`` to pass) at the first stray value."""
+    for _, label_path in pairs:
+        label = read_label(label_path)
+        if int(label.max()) < num_classes:
+            continue
+        counts = np.bincount(label.ravel())
+        stray = [v for v in np.flatnonzero(counts) if v >= num_classes and v != ignore_index]
+        if stray:
+            value = int(stray[0])
+            others = f" (and {', '.join(map(str, stray[1:6]))})" if len(stray) > 1 else ""
+            raise LabelValueError(
+                f"{label_path} has label value {value}{others}, which is neither a class (0-"
+                f"{num_classes - 1} for --num-classes {num_classes}) nor the ignore index "
+                f"{ignore_index}: pass --ignore-index {value} if it marks unlabelled pixels, or "
+                f"a larger --num-classes")
+
+
 class SegmentationDataset(Dataset):
     """Yields ``(image uint8 3xHxW tensor, label int64 HxW tensor)`` of the pairs of one list
     file or of several in order (e.g. CamVid's train and val lists for the train+val protocol).

@@ -26,7 +26,9 @@ from ..models import (
 )
 from . import distributed, metrics
 from .data import (
+    LabelValueError,
     SegmentationDataset,
+    check_label_values,
     class_weights,
     worker_seed,
     worker_start_method,
@@ -99,6 +101,7 @@ class Trainer:
         self.train_set = SegmentationDataset(args.train_list, crop=args.crop, scale=args.scale,
                                              flip=not args.no_flip, color_jitter=args.color_jitter,
                                              ignore_index=args.ignore_index, limit=args.limit)
+        self._check_labels(self.train_set.pairs)
         self.sampler = distributed.sampler(ctx, self.train_set, args.seed)
         # Reseeded every epoch (_seed_epoch), so workers are not persistent: each epoch's take
         # their seeds from it afresh.
@@ -117,8 +120,17 @@ class Trainer:
         self.val_loader = None
         if args.val_list and ctx.is_main:
             val_set = SegmentationDataset(args.val_list, ignore_index=args.ignore_index)
+            self._check_labels(val_set.pairs)
             self.val_loader = DataLoader(val_set, batch_size=1, num_workers=min(args.workers, 1),
                                          multiprocessing_context=worker_start_method(args.workers))
+
+    def _check_labels(self, pairs):
+        """Before the first step: a stray label value would end in a device-side assert (CUDA)
+        or a raw IndexError (CPU) in the middle of an epoch."""
+        try:
+            check_label_values(pairs, self.args.num_classes, self.args.ignore_index)
+        except LabelValueError as exc:
+            sys.exit(f"refinenet-train: {exc}")
 
     def _resume(self):
         if not os.path.exists(self.last_path):
@@ -126,7 +138,8 @@ class Trainer:
         # A last.pth copied between machines can arrive truncated or from another run: say so
         # and stop before anything is trained or written (save_atomic never leaves half a file).
         try:
-            state = torch.load(self.last_path, map_location=self.device, weights_only=True)
+            # On the CPU first: RNG states must be CPU tensors, and load_state_dict moves the rest.
+            state = torch.load(self.last_path, map_location="cpu", weights_only=True)
             if state.get("arch", self.args.arch) != self.args.arch:
                 raise ValueError(f"it is a checkpoint of --arch {state['arch']}, not {self.args.arch}")
             self.model.load_state_dict(state["model"])
@@ -135,6 +148,8 @@ class Trainer:
                 self.ema.load_state_dict(state.get("ema", state["model"]))
             self.epoch, self.iteration, self.best = state["epoch"], state["iteration"], state["best_miou"]
             torch.set_rng_state(state["torch_rng"])
+            if self.device.type == "cuda" and "cuda_rng" in state:
+                torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         except Exception as err:  # torch.load and load_state_dict raise many kinds
             reason = " ".join(str(err).split())[:400]  # load_state_dict lists every key: its start will do
             sys.exit(f"refinenet-train: cannot resume from {self.last_path}: {type(err).__name__}: "
@@ -215,6 +230,8 @@ class Trainer:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "epoch": self.epoch, "iteration": self.iteration, "best_miou": self.best,
                  "arch": args.arch, "torch_rng": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
         save_atomic(state, self.last_path)
