@@ -9,7 +9,7 @@ import torch
 
 from refinenet_ros.engine import autotune
 from refinenet_ros.engine.cpu import cpu_info
-from refinenet_ros.engine.registry import BACKENDS
+from refinenet_ros.engine.backends import BACKENDS
 from refinenet_ros.models import create_model
 
 SIZE = (48, 64)

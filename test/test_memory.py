@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from refinenet_ros.engine.registry import BACKENDS
+from refinenet_ros.engine.backends import BACKENDS
 
 pytestmark = [pytest.mark.slow, pytest.mark.ros]
 

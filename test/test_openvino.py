@@ -57,7 +57,7 @@ def test_in_graph_pipeline_gives_the_torch_engine_s_labels(engines, frame_size, 
 @pytest.mark.parametrize("with_confidence", [False, True])
 def test_in_graph_top_class_breaks_ties_to_the_lowest_index(with_confidence):
     import openvino.opset13 as ops
-    from refinenet_ros.engine.openvino_backend import _top_class_nodes
+    from refinenet_ros.engine.backends.openvino_graph import top_class_nodes as _top_class_nodes
     torch.manual_seed(0)
     logits = torch.randn(1, 6, 9, 13)
     logits[:, 3] = logits[:, 1] = logits.max(1).values + 1  # exact ties at every pixel: 1 wins
@@ -77,7 +77,7 @@ def test_in_graph_top_class_breaks_ties_to_the_lowest_index(with_confidence):
 
 
 def test_graphs_are_bounded_and_an_unusual_frame_s_is_not_kept(engines):
-    from refinenet_ros.engine.openvino_backend import MAX_COMPILED
+    from refinenet_ros.engine.backends.openvino_backend import MAX_COMPILED
     _, openvino = engines
     network = openvino.network
     for size in [(32, 48), (40, 56), (48, 64), (56, 72), (64, 80), (32, 48), (32, 48)]:
@@ -123,7 +123,7 @@ def test_streams_run_calls_at_once_with_the_labels_of_one_at_a_time(weights):
 
 
 def test_streams_auto_is_two_on_a_cpu_of_two_cores_and_others_run_one(weights):
-    from refinenet_ros.engine.openvino_backend import resolve_streams
+    from refinenet_ros.engine.backends.openvino_backend import resolve_streams
     assert [resolve_streams("auto", "cpu", cores=n) for n in (1, 2, 16)] == [1, 2, 2]
     assert resolve_streams("auto", "intel_gpu", cores=8) == 1 and resolve_streams(3, "cpu") == 3
     # measured: two frames in flight only where they buy enough frames/s for their latency

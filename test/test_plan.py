@@ -5,7 +5,7 @@ import torch
 
 from refinenet_ros.engine.cpu import CPU_CLASSES, CpuInfo, cpu_info, parse_override
 from refinenet_ros.engine.plan import make_plan
-from refinenet_ros.engine.registry import BACKENDS
+from refinenet_ros.engine.backends import BACKENDS
 from refinenet_ros.models import create_model
 
 CPUS = {name: CpuInfo(f"emulated {name}", flags) for name, flags in CPU_CLASSES.items()}

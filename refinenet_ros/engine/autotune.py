@@ -25,7 +25,7 @@ import tempfile
 
 import numpy as np
 
-from .registry import BACKENDS, TWO_AT_ONCE
+from .backends import BACKENDS, TWO_AT_ONCE
 
 MIN_BF16_AGREEMENT = 0.99  # bf16 is kept only with this share of labels as fp32
 CHILD_TIMEOUT_S = 180.0    # loading includes an ONNX export and a compile on a slow CPU
@@ -44,21 +44,21 @@ def cache_dir():
     return pathlib.Path(base) / "backend_choice"
 
 
-def choose(candidates, arch, size, cpu, folder=None):
+def choose(candidates, arch, size, cpu, folder=None, model_info=None):
     """((backend, precision, file), how, {label: ms}) of the fastest candidate, or None when
     measuring is off or every candidate failed."""
     if not enabled():
         return None
     folder = pathlib.Path(folder) if folder else cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    key_fields = _key_fields(candidates, arch, size, cpu)
+    key_fields = _key_fields(candidates, arch, size, cpu, model_info)
     key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:24]
     path = folder / f"{key}.json"
     with _locked(folder / f"{key}.lock"):
         record = _read(path, key_fields)
         fresh = record is None
         if fresh:
-            record = {"key": key_fields, "results": measure_all(candidates, arch, size)}
+            record = {"key": key_fields, "results": measure_all(candidates, arch, size, model_info)}
             record["choice"] = _fastest(record["results"])
             if record["choice"] is not None:
                 _write(path, record)
@@ -72,7 +72,7 @@ def choose(candidates, arch, size, cpu, folder=None):
     return chosen, _explain(record, size, path, fresh), figures
 
 
-def measure_all(candidates, arch, size):
+def measure_all(candidates, arch, size, model_info=None):
     """label -> {"ms", "agreement"} (and "ms_two_at_once" for a backend that overlaps calls, on
     two cores or more) or {"skipped": reason}, every candidate in its own child."""
     results, cores = {}, len(os.sched_getaffinity(0))
@@ -82,7 +82,7 @@ def measure_all(candidates, arch, size):
             label = _label((backend, precision, file))
             out = os.path.join(scratch, f"{backend}_{precision}.npy")
             two = BACKENDS[backend].overlaps and cores >= 2
-            results[label] = _measure_in_child(backend, precision, file, arch, size, out, two)
+            results[label] = _measure_in_child(backend, precision, file, arch, size, out, two, model_info)
             if "ms" in results[label]:
                 labels[label] = np.load(out)
         reference = next((labels[k] for k in labels if k.endswith("/fp32")), None)
@@ -92,9 +92,9 @@ def measure_all(candidates, arch, size):
     return results
 
 
-def _measure_in_child(backend, precision, file, arch, size, out, two_at_once=False):
+def _measure_in_child(backend, precision, file, arch, size, out, two_at_once=False, model_info=None):
     spec = {"backend": backend, "precision": precision, "weights": file, "arch": arch,
-            "size": list(size), "labels_out": out, "two_at_once": two_at_once}
+            "size": list(size), "labels_out": out, "two_at_once": two_at_once, "model_info": model_info}
     try:
         done = subprocess.run([sys.executable, "-m", "refinenet_ros.engine.measure", json.dumps(spec)],
                               capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
@@ -137,8 +137,8 @@ def _label(candidate):
     return f"{candidate[0]}/{candidate[1]}"
 
 
-def _key_fields(candidates, arch, size, cpu):
-    files = sorted({file for _, _, file in candidates if file})
+def _key_fields(candidates, arch, size, cpu, model_info=None):
+    files = sorted({file for _, _, file in candidates if file} | ({model_info} if model_info else set()))
     versions = {}
     for name in RUNTIMES:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):

@@ -29,7 +29,8 @@ def measure(spec):
         os.kill(os.getpid(), signal.SIGSEGV)
     height, width = spec["size"]
     segmenter = Segmenter(arch=spec["arch"] or "mbv2", weights=spec["weights"], device="cpu",
-                          precision=spec["precision"], backend=spec["backend"], input_size=(height, width))
+                          precision=spec["precision"], backend=spec["backend"],
+                          model_info=spec.get("model_info"), input_size=(height, width))
     frame = [synthetic_frame(height, width)]
     for _ in range(WARMUP_CALLS):
         result = segmenter.segment(frame, overlay_alpha=0.5)
@@ -51,6 +52,7 @@ def _two_at_once(spec, frame):
     from .segmenter import Segmenter
     segmenter = Segmenter(arch=spec["arch"] or "mbv2", weights=spec["weights"], device="cpu",
                           precision=spec["precision"], backend=spec["backend"],
+                          model_info=spec.get("model_info"),
                           input_size=tuple(spec["size"]), streams=2)
 
     def call():

@@ -10,19 +10,19 @@ The rules, stated once:
 - ``backend: auto`` is the one installed backend that can run the request, and where several
   can, on a CPU, the fastest by measurement (:mod:`.autotune`: timed in child processes,
   cached per CPU, runtime versions, weights file, network size and precision). Without a
-  measurement (``REFINENET_ROS_AUTOTUNE=0``) :data:`.registry.STATIC_PREFERENCE` decides. On
+  measurement (``REFINENET_ROS_AUTOTUNE=0``) :data:`.backends.STATIC_PREFERENCE` decides. On
   CUDA PyTorch runs ``.pth`` weights (fused fp16, batches); an Intel GPU or NPU is OpenVINO's.
 - An explicit ``backend`` or ``precision`` is honoured exactly, or refused with the reason.
 """
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..choices import BACKENDS as BACKEND_CHOICES
+from .backends import BACKENDS, RANDOM_INIT, STATIC_PREFERENCE, TWO_AT_ONCE
 from .cpu import cpu_info
-from .paths import model_metadata
+from .description import ModelDescription, describe
 from .devices import device_name_problem, device_type
 from .precision import INT8, check_precision_name, check_precision_supported, resolve_device
-from .registry import BACKENDS, RANDOM_INIT, STATIC_PREFERENCE, TWO_AT_ONCE
 
 DEFAULT_MEASURE_SIZE = (360, 480)  # network size measured when frames run at their native size
 
@@ -35,8 +35,12 @@ class Plan:
     weights: str | None            # the file that loads (None: random initialisation)
     arch: str | None
     reason: str
-    meta: dict = field(default_factory=dict)  # the shipped model's metadata ("default" weights)
+    description: ModelDescription     # what the model is (classes, input, output)
     measured: dict = field(default_factory=dict)  # "backend/precision[ two at once]" -> ms per frame
+    num_classes: int | None = None    # asked for (None: the weights')
+    compile: bool = False
+    streams: object = 1               # calls that may run at once ("auto": as many as pay)
+    model_info: str | None = None     # the description file asked for, if any
 
     @property
     def device_type(self):
@@ -57,11 +61,12 @@ class WeightFiles:
     float_precision: str | None    # fixed by a float .onnx export, else None (any)
     int8_file: str | None
     arch: str | None
-    meta: dict
+    description: ModelDescription
 
 
 def make_plan(arch="mbv2", weights="default", device="auto", precision="auto", backend="auto",
-              compile=False, input_size=None, cpu=None, measure=None):
+              compile=False, input_size=None, cpu=None, measure=None, num_classes=None, streams=1,
+              model_info=None):
     """The :class:`Plan` for a request; ``cpu`` (a :class:`.cpu.CpuInfo`, read when None) and
     ``measure`` (default :func:`.autotune.choose`) are arguments so every CPU can be tested."""
     if backend not in BACKEND_CHOICES:
@@ -69,7 +74,7 @@ def make_plan(arch="mbv2", weights="default", device="auto", precision="auto", b
     check_precision_name(precision)
     device = _resolve_device(device)
     kind = device_type(device)
-    files = weight_files(weights, arch)
+    files = weight_files(weights, arch, model_info)
     cpu = cpu_info() if cpu is None else cpu
     for precisions, why in _precision_tiers(precision, files, kind, cpu):
         candidates, refusals = _candidates(backend, precisions, kind, files, compile)
@@ -79,9 +84,10 @@ def make_plan(arch="mbv2", weights="default", device="auto", precision="auto", b
         raise ValueError(f"nothing can run precision {precision!r} on {device} with backend {backend!r}: "
                          + "; ".join(dict.fromkeys(refusals)))
     (name, chosen, file), how, measured = _choose(candidates, precisions, kind, files, input_size,
-                                                  cpu, measure)
+                                                  cpu, measure, model_info)
     reason = f"precision {chosen}: {why}; backend {name}: {how}"
-    return Plan(device, chosen, name, file, files.arch, reason, files.meta, measured)
+    return Plan(device, chosen, name, file, files.arch, reason, files.description, measured,
+                num_classes, bool(compile), streams, model_info)
 
 
 def _resolve_device(device):
@@ -94,40 +100,36 @@ def _resolve_device(device):
     return "cpu" if resolved.type == "cpu" else f"cuda:{resolved.index}"
 
 
-def weight_files(weights, arch=None):
+def weight_files(weights, arch=None, model_info=None):
     """The files a request may load: "default" is the shipped model (and its int8 export)."""
     if isinstance(weights, str) and weights == "default":
-        meta = model_metadata()
-        if arch not in (None, meta["arch"]):
-            raise ValueError(f"the default model is {meta['arch']!r}, not arch={arch!r}; pass "
+        description = describe("default", model_info)
+        if arch not in (None, description.arch):
+            raise ValueError(f"the default model is {description.arch!r}, not arch={arch!r}; pass "
                              f"weights=PATH for another architecture")
-        for key in ("weights", "int8_weights"):
-            if key in meta and not os.path.isfile(meta[key]):
+        files = {key: description.extra.get(key) for key in ("weights", "int8_weights")}
+        for path in filter(None, files.values()):
+            if not os.path.isfile(path):
                 raise FileNotFoundError(
-                    f"default model weights {meta[key]} not found: the shipped model is not installed "
+                    f"default model weights {path} not found: the shipped model is not installed "
                     f"(train it with refinenet-train, then re-run scripts/setup.sh) or pass weights=PATH")
-        return WeightFiles(meta["weights"], ".pth", None, meta.get("int8_weights"), meta["arch"], meta)
+        return WeightFiles(files["weights"], ".pth", None, files["int8_weights"], description.arch,
+                           description)
     if weights is None:
-        return WeightFiles(None, RANDOM_INIT, None, None, arch, {})
+        return WeightFiles(None, RANDOM_INIT, None, None, arch, _ours(describe(None, model_info), arch))
     path = os.fspath(weights)
     if not path.lower().endswith(".onnx"):
-        return WeightFiles(path, ".pth", None, None, arch, {})
-    exported = onnx_metadata(path).get("precision") or "fp32"
+        return WeightFiles(path, ".pth", None, None, arch, _ours(describe(path, model_info), arch))
+    description = describe(path, model_info)
+    exported = description.precision or "fp32"
     if exported == INT8:
-        return WeightFiles(None, ".onnx", None, path, arch, {})
-    return WeightFiles(path, ".onnx", exported, None, arch, {})
+        return WeightFiles(None, ".onnx", None, path, description.arch, description)
+    return WeightFiles(path, ".onnx", exported, None, description.arch, description)
 
 
-def onnx_metadata(path):
-    """The refinenet_ros metadata of an ONNX file, read without loading a runtime."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"ONNX model not found: {path}")
-    import onnx
-    try:
-        model = onnx.load(path, load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError and others for a corrupt file
-        raise ValueError(f"cannot load ONNX model {path}: {exc}") from exc
-    return {p.key: p.value for p in model.metadata_props}
+def _ours(description, arch):
+    """The description of this package's architecture ``arch`` (a .pth or random weights)."""
+    return replace(description, arch=description.arch or arch or "mbv2")
 
 
 def _candidates(backend, precisions, kind, files, compile):
@@ -195,7 +197,7 @@ def _no_int8_message(files):
             f"calibration images) and pass weights=model_int8.onnx")
 
 
-def _choose(candidates, precisions, kind, files, input_size, cpu, measure):
+def _choose(candidates, precisions, kind, files, input_size, cpu, measure, model_info):
     """((backend, precision, file), how, measured) among the runnable candidates."""
     if len(candidates) == 1:
         return candidates[0], "the one that runs this request", {}
@@ -204,8 +206,10 @@ def _choose(candidates, precisions, kind, files, input_size, cpu, measure):
         return (preferred or candidates)[0], "on CUDA: fused PyTorch for .pth weights", {}
     if measure is None:
         from .autotune import choose as measure
-    size = tuple(input_size) if input_size else tuple(files.meta.get("input_size") or DEFAULT_MEASURE_SIZE)
-    decision = measure(candidates, arch=files.arch, size=size, cpu=cpu)
+    described = files.description.input.size or files.description.extra.get("input_size")
+    size = tuple(input_size) if input_size else tuple(described or DEFAULT_MEASURE_SIZE)
+    extra = {"model_info": model_info} if model_info else {}
+    decision = measure(candidates, arch=files.arch, size=size, cpu=cpu, **extra)
     if decision is not None:
         return decision
     order = sorted(candidates, key=lambda c: (precisions.index(c[1]), STATIC_PREFERENCE.index(c[0])))

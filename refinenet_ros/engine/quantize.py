@@ -114,7 +114,7 @@ def label_agreement(onnx_path, reference, frames):
     import torch
     import torch.nn.functional as F
 
-    from .onnx_backend import OnnxModel
+    from .backends.onnxruntime_backend import OnnxModel
     model = OnnxModel(onnx_path, "cpu")
     same = total = 0
     with torch.inference_mode():

@@ -1,10 +1,11 @@
 """The batched segmentation engine: RGB frames in, label / colour / overlay / confidence out.
 
 No ROS here: the node, the demo, the evaluation and the benchmark all share this class.
-Frames are uploaded once as uint8, converted, normalised and resized on the device, pushed
-through the network (:mod:`.backends`: fused PyTorch, ONNX Runtime or OpenVINO) in batches of
-equal network size, upsampled (bilinear, logits), arg-maxed and coloured on the device; only
-uint8 (or uint16) results come back. OpenVINO runs all of that inside its graph instead.
+Frames are uploaded once as uint8, converted, normalised and resized on the device as the
+model's description says (:mod:`.preprocess`), pushed through the network (:mod:`.backends`:
+fused PyTorch, ONNX Runtime or OpenVINO) in batches of equal network size, upsampled (bilinear
+for scores, nearest for a labels model), arg-maxed, mapped (a label map) and coloured on the
+device; only uint8 (or uint16) results come back. OpenVINO runs all of that inside its graph.
 """
 import threading
 import time
@@ -15,12 +16,13 @@ import numpy as np
 import torch
 
 from ..choices import OUTPUT_RESOLUTIONS
-from ..models import normalize_images
-from .backends import load_network
 from .checks import check_class_names, check_images, check_scales, check_size, check_streams, fit
+from .label_map import LabelMap, read_label_map
 from .memory import SpikeDetector, trim_heap
+from .network import load_network
 from .palette import check_palette, overlay, voc_palette
-from .upsample import MAX_SCORE_ELEMENTS, top_class, upsample
+from .preprocess import Preprocessor
+from .upsample import MAX_SCORE_ELEMENTS, merged_confidence, nearest_labels, top_class, upsample
 
 __all__ = ["SegmentationResult", "Segmenter"]
 
@@ -41,7 +43,9 @@ class Segmenter:
     """Light-Weight RefineNet inference on batches of H x W x 3 uint8 RGB frames.
 
     ``weights``: ``"default"`` (the shipped model), a checkpoint path, an ``.onnx`` file
-    or None (random initialisation, for tests and benchmarks).
+    or None (random initialisation, for tests and benchmarks); ``model_info``: a description
+    file that overrides the model's own (:mod:`.description`); ``label_map``: a label map file
+    (or :class:`.label_map.LabelMap`) whose classes every result is in (:mod:`.label_map`).
     ``input_size``: network input (h, w) every frame is resized to, or None to run each
     frame at its native size (the models accept any size); ``segment()`` can override it per
     call. ``scales`` / ``flip``: test-time multi-scale and mirror averaging of softmax
@@ -52,21 +56,31 @@ class Segmenter:
 
     def __init__(self, arch="mbv2", weights="default", num_classes=None, device="auto",
                  precision="auto", input_size=None, palette=None, class_names=None,
-                 scales=(1.0,), flip=False, compile=False, backend="auto", streams=1):
+                 scales=(1.0,), flip=False, compile=False, backend="auto", streams=1,
+                 model_info=None, label_map=None):
         self.scales = check_scales(scales)
         self.flip = bool(flip)
         self.network = load_network(arch, weights, num_classes, device, precision, backend, compile,
-                                    check_size(input_size, "input_size"), check_streams(streams))
+                                    check_size(input_size, "input_size"), check_streams(streams),
+                                    model_info)
+        self.description = self.network.description
+        if (self.scales != (1.0,) or self.flip) and not self.description.gives_confidence:
+            raise ValueError(f"scales and flip average probabilities; {self.description.name} outputs "
+                             f"labels only")
         self.input_size = self._network_size(input_size)
-        self.num_classes = int(self.network.num_classes)
-        self.class_names = check_class_names(class_names or self.network.classes, self.num_classes)
+        self.label_map = label_map if label_map is None or isinstance(label_map, LabelMap) else \
+            read_label_map(label_map, self.description.class_names)
+        self.num_classes = len(self.label_map.classes) if self.label_map else int(self.network.num_classes)
+        default_names = self.label_map.classes if self.label_map else self.description.classes
+        self.class_names = check_class_names(class_names or default_names, self.num_classes)
         if palette is None:
-            shipped = self.network.palette or ()
+            shipped = self.label_map.palette if self.label_map else (self.description.palette or ())
             palette = shipped if len(shipped) >= self.num_classes else voc_palette(self.num_classes)
         self.palette = check_palette(palette, self.num_classes)
         self._palette = torch.from_numpy(self.palette).to(self.device)
+        self._lut = None if self.label_map is None else torch.from_numpy(self.label_map.lut).to(self.device)
         self._label_dtype = torch.uint8 if self.num_classes <= 255 else torch.int32
-        self._pinned = {}
+        self._input = Preprocessor(self.description.input, self.device)
         self._spikes = SpikeDetector()
         self._local = threading.local()  # per calling thread: the timings of its last call
         if compile and self.input_size is not None:  # compile now rather than on the first frame
@@ -81,6 +95,9 @@ class Segmenter:
     fixed_input_size = property(lambda self: self.network.fixed_input_size,
                                 doc="(h, w) that a static ONNX export requires, else None")
     streams = property(lambda self: self.network.streams, doc="segment() calls that may run at once")
+    model_name = property(lambda self: self.description.name)
+    gives_confidence = property(lambda self: self.description.gives_confidence,
+                                doc="False for a model that outputs labels only")
     last_timings = property(lambda self: getattr(self._local, "timings", {}),
                             doc="ms per stage of this thread's last segment() call")
 
@@ -116,13 +133,14 @@ class Segmenter:
         with torch.inference_mode():
             for net_size, indices in groups.items():
                 upload_start = time.perf_counter()
-                indices, batch = self._upload(frames, indices, net_size)
+                indices, batch = self._input.batch(frames, indices, net_size)
                 preprocess += time.perf_counter() - upload_start
                 by_output = {}
                 for row, i in enumerate(indices):
                     out = frames[i].shape[:2] if output_resolution == "input" else net_size
                     by_output.setdefault(out, []).append(row)
-                tops = self._top_classes(batch, by_output, with_confidence)
+                tops = self._top_classes(batch, net_size, by_output,
+                                         with_confidence and self.gives_confidence)
                 for out, rows in by_output.items():
                     labels, color, confidence = self._finish(*tops[out])
                     for k, row in enumerate(rows):
@@ -156,7 +174,7 @@ class Segmenter:
         for frame in frames:
             net = size or fit(frame.shape[:2], max_pixels)
             out = frame.shape[:2] if output_resolution == "input" else net
-            labels, confidence = self.network.segment_frame(frame, net, out, with_confidence)
+            labels, confidence = self.network.segment_frame(frame, net, out, with_confidence, self.label_map)
             # np.take is several times faster than fancy indexing for a palette lookup
             results.append(SegmentationResult(labels, np.take(self.palette, labels, axis=0), confidence))
         model = time.perf_counter() - start
@@ -168,70 +186,65 @@ class Segmenter:
                                "postprocess": 1000 * (time.perf_counter() - start - model)}
         return results
 
-    def _run(self, x):
-        """The network on one batch, timed (``last_timings``; on CUDA, kernels still running
-        when it returns are counted in postprocess, where the results are downloaded)."""
+    def _run(self, x, size):
+        """The network on one batch, its scores cropped to ``size``'s part of a padded input
+        (timed: ``last_timings``; on CUDA, kernels still running when it returns are counted in
+        postprocess, where the results are downloaded)."""
         started = time.perf_counter()
-        logits = self.network(x)
+        scores = self._input.unpadded(self.network(x), size)
         self._local.model_s += time.perf_counter() - started
-        return logits
+        return scores
 
-    def _upload(self, frames, indices, size):
-        """One uint8 upload per native size; returns (index order, normalised NCHW batch)."""
-        by_native = {}
-        for i in indices:
-            by_native.setdefault(frames[i].shape[:2], []).append(i)
-        order, parts = [], []
-        for native, members in by_native.items():
-            pixels = self._to_device(np.stack([frames[i] for i in members])).permute(0, 3, 1, 2)
-            if native[0] * native[1] > size[0] * size[1]:
-                # shrink before normalising (both are linear): a big frame is copied to float once
-                x = normalize_images(upsample(pixels.float(), size))
-            else:  # NHWC memory: already channels_last
-                x = upsample(normalize_images(pixels), size)
-            order += members
-            parts.append(x)
-        batch = parts[0] if len(parts) == 1 else torch.cat(parts)
-        return order, batch.contiguous(memory_format=torch.channels_last)
-
-    def _to_device(self, array):
-        if self.device.type != "cuda":
-            return torch.from_numpy(array)
-        pinned = self._pinned.get(array.shape)
-        if pinned is None:  # reused: the previous copy finished when its results came back
-            if len(self._pinned) > 8:
-                self._pinned.clear()
-            pinned = self._pinned[array.shape] = torch.empty(array.shape, dtype=torch.uint8,
-                                                             pin_memory=True)
-        pinned.numpy()[...] = array
-        return pinned.to(self.device, non_blocking=True)
-
-    def _top_classes(self, batch, by_output, with_confidence):
-        """Per output size: (labels, confidence or None) of its rows of ``batch``: single-scale
-        logits upsampled in bounded memory (:mod:`.upsample`), or the top of softmax
-        probabilities averaged over scales and flips."""
+    def _top_classes(self, batch, size, by_output, with_confidence):
+        """Per output size: (labels, confidence or None) of its rows of ``batch``, in the output
+        classes: single-scale scores upsampled in bounded memory (:mod:`.upsample`), or the top
+        of probabilities averaged over scales and flips."""
         if self.scales == (1.0,) and not self.flip:
-            logits = self._run(batch)
-            return {out: top_class(logits if len(rows) == len(logits) else logits[rows], out,
-                                   with_confidence) for out, rows in by_output.items()}
-        h, w = batch.shape[-2:]
+            scores = self._run(batch, size)
+            return {out: self._top_of(scores if len(rows) == len(scores) else scores[rows], out,
+                                      with_confidence) for out, rows in by_output.items()}
+        h, w = size
         sums = dict.fromkeys(by_output, 0)
         passes = 0
         for scale in self.scales:
-            size = (max(1, round(h * scale)), max(1, round(w * scale)))
-            scaled = batch if size == (h, w) else upsample(batch, size)
+            scaled_size = (max(1, round(h * scale)), max(1, round(w * scale)))
+            scaled = batch if scaled_size == (h, w) else \
+                self._input.pad(upsample(batch[..., :h, :w], scaled_size), scaled_size)
             for mirrored in (False, True) if self.flip else (False,):
-                logits = self._run(scaled.flip(3) if mirrored else scaled)
+                scores = self._run(scaled.flip(3) if mirrored else scaled, scaled_size)
                 if mirrored:
-                    logits = logits.flip(3)
+                    scores = scores.flip(3)
                 for out in by_output:
-                    sums[out] = sums[out] + upsample(logits, out).softmax(1)
+                    scores_out = upsample(scores, out)
+                    sums[out] = sums[out] + (scores_out if self._probabilities else scores_out.softmax(1))
                 passes += 1
         tops = {}
         for out, rows in by_output.items():
-            probability, labels = (sums[out][rows] / passes).max(1)
+            average = sums[out][rows] / passes
+            probability, labels = average.max(1)
+            if self._lut is not None:
+                groups = torch.from_numpy(self.label_map.groups).to(average.device)
+                merged = torch.einsum("kc,nchw->nkhw", groups, average)
+                labels = self._lut[labels]
+                probability = merged.gather(1, labels[:, None])[:, 0]
             tops[out] = labels, probability if with_confidence else None
         return tops
+
+    _probabilities = property(lambda self: self.description.output == "probabilities")
+
+    def _top_of(self, scores, out, with_confidence):
+        """(labels, confidence) at ``out`` of one batch's scores, in the output classes."""
+        if self.description.output == "labels":
+            labels = nearest_labels(scores, out)
+            return (labels if self._lut is None else self._lut[labels]), None
+        mapped_confidence = with_confidence and self._lut is not None
+        labels, confidence = top_class(scores, out, with_confidence and not mapped_confidence,
+                                       probabilities=self._probabilities)
+        if self._lut is None:
+            return labels, confidence
+        if mapped_confidence:
+            confidence = merged_confidence(scores, out, labels, self._lut, self._probabilities)
+        return self._lut[labels.long()], confidence
 
     def _finish(self, labels, confidence):
         color = self._palette.index_select(0, labels.flatten()).view(*labels.shape, 3)

@@ -22,11 +22,12 @@ def upsample(scores, size):
     return F.interpolate(scores, size=tuple(size), mode="bilinear", align_corners=False)
 
 
-def top_class(logits, size, with_confidence=False, max_elements=None):
+def top_class(logits, size, with_confidence=False, max_elements=None, probabilities=False):
     """(labels, confidence) of N x C x h x w ``logits`` upsampled to ``size`` (H, W): labels
     N x H x W (int64, or int32 when computed class by class), confidence the top-class
     softmax probability (N x H x W float32) when asked for, else None. Class by class above
-    ``max_elements`` (default ``MAX_SCORE_ELEMENTS``) upsampled scores."""
+    ``max_elements`` (default ``MAX_SCORE_ELEMENTS``) upsampled scores. ``probabilities``:
+    the scores are probabilities already (the confidence is the top one)."""
     n, classes = logits.shape[:2]
     limit = MAX_SCORE_ELEMENTS if max_elements is None else max_elements
     if n * classes * size[0] * size[1] <= limit:
@@ -34,8 +35,43 @@ def top_class(logits, size, with_confidence=False, max_elements=None):
         top, labels = scores.max(1)  # first maximal index, as argmax, several times faster on NCHW
         if not with_confidence:
             return labels, None
+        if probabilities:
+            return labels, top.float()
         return labels, (scores - top.unsqueeze(1)).exp_().sum(1).reciprocal_()
+    if probabilities:
+        labels, _ = _top_class_by_class(logits, size, False)
+        return labels, (_by_class_top(logits, size) if with_confidence else None)
     return _top_class_by_class(logits, size, with_confidence)
+
+
+def merged_confidence(scores, size, labels, lut, probabilities=False):
+    """Per pixel, the summed probability of the classes that ``lut`` (model class -> mapped
+    class) merges with the pixel's top class ``labels`` (N x H x W), class by class."""
+    group = lut[labels.long()]
+    top = None if probabilities else _by_class_top(scores, size)
+    total = merged = None
+    for index in range(scores.shape[1]):
+        plane = upsample(scores[:, index:index + 1].float(), size)[:, 0]
+        share = plane if probabilities else plane.sub_(top).exp_()
+        total = share.clone() if total is None else total.add_(share)
+        part = share * (group == lut[index])
+        merged = part if merged is None else merged.add_(part)
+    return merged.div_(total)
+
+
+def nearest_labels(labels, size):
+    """A labels model's N x h x w labels at ``size``: nearest (floor), as its classes are."""
+    if tuple(labels.shape[-2:]) == tuple(size):
+        return labels
+    return F.interpolate(labels[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long()
+
+
+def _by_class_top(scores, size):
+    top = None
+    for index in range(scores.shape[1]):
+        plane = upsample(scores[:, index:index + 1].float(), size)[:, 0]
+        top = plane if top is None else torch.maximum(top, plane)
+    return top
 
 
 def _top_class_by_class(logits, size, with_confidence):

@@ -17,7 +17,7 @@ import torch
 from ..engine import Segmenter
 from ..engine.cpu import cpu_info
 from ..engine.plan import weight_files
-from ..engine.registry import BACKENDS
+from ..engine.backends import BACKENDS
 from ..models import normalize_images
 
 OVERLAY_ALPHA = 0.5

@@ -17,7 +17,7 @@ import tempfile
 
 import numpy as np
 
-from ..engine.onnx_backend import ONNX_DTYPES, OnnxModel
+from ..engine.backends.onnxruntime_backend import ONNX_DTYPES, OnnxModel
 
 
 def parse_args(argv=None):

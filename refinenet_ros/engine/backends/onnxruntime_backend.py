@@ -1,40 +1,29 @@
-"""Run a model exported by ``refinenet-export`` through onnxruntime.
+"""The ONNX Runtime backend: any described ONNX model (``refinenet-export``'s, or another
+framework's with a description: docs/models.md), on a CPU (fp32, int8 QDQ) or CUDA.
 
-:class:`OnnxModel` stands in for the PyTorch model inside the engine: normalised float32 NCHW
-in, float32 logits at ``output_stride`` out. :meth:`OnnxModel.run` takes and returns numpy
-arrays in whatever format the graph was exported with (uint8 input, label output), so it also
-works where PyTorch is not installed; torch is imported only when ``__call__`` gets a tensor.
+:class:`OnnxModel` is one session: :meth:`OnnxModel.run` takes and returns numpy arrays in
+whatever format the graph has (uint8 input, label output), so it also works where PyTorch is
+not installed; ``__call__`` takes the engine's normalised float NCHW tensor. ONNX Runtime takes
+CPU arrays, so the Segmenter's pre- and post-processing run on the CPU.
 """
-import json
 import os
-from types import SimpleNamespace
 
 import numpy as np
 
-from .devices import cuda_index, device_name_problem, device_type
-from .memory import SpikeDetector
+from ..description import check_graph, describe
+from ..devices import cuda_index, device_name_problem, device_type
+from ..memory import SpikeDetector
+from .base import RANDOM_INIT, BackendSpec, exported_onnx, one_frame_at_a_time_on_cpu
 
 ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8,
                "tensor(uint16)": np.uint16, "tensor(int64)": np.int64}
 
 
+FLOAT_TYPES = ("tensor(float)", "tensor(float16)")
+
+
 class OnnxModelError(ValueError):
     """An ONNX file that cannot be loaded or used the way it is asked to be."""
-
-
-def export_info(path, meta):
-    """An export's refinenet_ros metadata (``meta``, as :func:`.plan.onnx_metadata` reads it)
-    parsed without a runtime; ``num_classes`` is None where the metadata does not say."""
-    try:
-        classes = meta.get("num_classes")
-        return SimpleNamespace(
-            input_mode=meta.get("input_mode", "float_nchw"), output_mode=meta.get("output_mode", "logits"),
-            arch=meta.get("arch"), output_stride=int(meta.get("output_stride", 4)),
-            num_classes=int(classes) if classes is not None else None,
-            classes=json.loads(meta["classes"]) if "classes" in meta else None,
-            palette=json.loads(meta["palette"]) if "palette" in meta else None)
-    except (ValueError, TypeError) as exc:  # includes json.JSONDecodeError
-        raise OnnxModelError(f"{path}: malformed refinenet_ros metadata: {exc}") from exc
 
 
 def _providers(device, available):
@@ -62,15 +51,17 @@ def _providers(device, available):
 
 
 class OnnxModel:
-    """An exported Light-Weight RefineNet run by onnxruntime.
+    """A described ONNX model run by onnxruntime.
 
-    Attributes from the export's metadata: ``num_classes``, ``output_stride``, ``input_mode``
-    ("float_nchw", "uint8_nhwc", "uint8_nchw"), ``output_mode`` ("logits", "labels"), ``arch``,
+    From its description (``description``, else :func:`..description.describe` of ``path``):
+    ``num_classes``, ``output_stride``, ``input_mode`` ("float_nchw", "uint8_nhwc",
+    "uint8_nchw"), ``output_mode`` ("logits", "probabilities", "labels"), ``arch``,
     ``precision``, ``classes``/``palette`` (or None); from the graph: ``input_size`` ((h, w)
     when static, else None) and ``batch_size`` (int when static, else None).
     """
 
-    def __init__(self, path, device="cpu", threads=None, providers=None, profile_prefix=None):
+    def __init__(self, path, device="cpu", threads=None, providers=None, profile_prefix=None,
+                 description=None):
         import onnxruntime as ort
         self.path = str(path)
         if not os.path.isfile(self.path):
@@ -92,42 +83,35 @@ class OnnxModel:
             raise OnnxModelError(f"cannot load ONNX model {self.path}: {exc}") from exc
         self.device = str(device)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise OnnxModelError(f"{self.path}: expected one input and one output, got "
+        if len(inputs) != 1:
+            raise OnnxModelError(f"{self.path}: expected one input, got "
                                  f"{[i.name for i in inputs]} -> {[o.name for o in outputs]}")
+        # the first output is the model's; others (auxiliary heads) are not computed
         self._input, self._output = inputs[0], outputs[0]
+        self._outputs = [self._output.name]
         self._spikes = SpikeDetector()
         self._shrink = ort.RunOptions()
         gpu = f";gpu:{self.device.partition(':')[2] or 0}" if self.device.startswith("cuda") else ""
         self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0" + gpu)
-        try:
-            self._read_metadata(self.session.get_modelmeta().custom_metadata_map)
-        except OnnxModelError:
-            raise
-        except (ValueError, TypeError) as exc:  # includes json.JSONDecodeError
-            raise OnnxModelError(f"{self.path}: malformed refinenet_ros metadata: {exc}") from exc
+        self._describe(description or describe(self.path))
 
-    def _read_metadata(self, meta):
+    def _describe(self, description):
         shape = self._input.shape
         if len(shape) != 4:
             raise OnnxModelError(f"{self.path}: input {self._input.name} has shape {shape}, expected 4-D")
-        self.input_mode = meta.get("input_mode") or (
-            "float_nchw" if self._input.type in ("tensor(float)", "tensor(float16)") else "uint8_nchw")
-        self.output_mode = meta.get("output_mode", "logits")
-        self.arch = meta.get("arch")
-        self.precision = meta.get("precision")
-        self.output_stride = int(meta.get("output_stride", 4))
+        self.description = description
+        self.input_mode, self.output_mode = description.input_mode, description.output
+        self.arch, self.precision = description.arch, description.precision
+        self.output_stride = description.output_stride
         spatial = shape[1:3] if self.input_mode == "uint8_nhwc" else shape[2:4]
         self.input_size = tuple(spatial) if all(isinstance(d, int) for d in spatial) else None
         self.batch_size = shape[0] if isinstance(shape[0], int) else None
-        classes = meta.get("num_classes") or (
-            self._output.shape[1] if self.output_mode == "logits" else None)
-        if not isinstance(classes, (int, str)) or not str(classes).isdigit():
-            raise OnnxModelError(f"{self.path}: cannot tell the number of classes (no num_classes "
-                                 "metadata; export it with refinenet-export)")
-        self.num_classes = int(classes)
-        self.classes = json.loads(meta["classes"]) if "classes" in meta else None
-        self.palette = json.loads(meta["palette"]) if "palette" in meta else None
+        channels = self._output.shape[1] if len(self._output.shape) == 4 else None
+        self.num_classes = description.num_classes or (channels if isinstance(channels, int) else None)
+        if self.num_classes is None:
+            raise OnnxModelError(f"{self.path}: cannot tell the number of classes (name them in its "
+                                 f"description's classes, docs/models.md)")
+        self.classes, self.palette = description.classes, description.palette
         self._input_dtype = ONNX_DTYPES.get(self._input.type, np.float32)
 
     def __repr__(self):
@@ -144,29 +128,68 @@ class OnnxModel:
         x = np.ascontiguousarray(x, dtype=self._input_dtype)
         options = self._shrink if self._spikes.is_spike(x.size) else None  # arena back after a spike
         if self.batch_size is None or len(x) == self.batch_size:
-            return self.session.run(None, {self._input.name: x}, options)[0]
+            return self.session.run(self._outputs, {self._input.name: x}, options)[0]
         parts = []
         for start in range(0, len(x), self.batch_size):
             chunk = x[start:start + self.batch_size]
             missing = self.batch_size - len(chunk)
             if missing:
                 chunk = np.concatenate([chunk, np.zeros((missing, *chunk.shape[1:]), chunk.dtype)])
-            parts.append(self.session.run(None, {self._input.name: chunk}, options)[0][:len(chunk) - missing])
+            parts.append(self.session.run(self._outputs, {self._input.name: chunk}, options)[0][:len(chunk) - missing])
         return np.concatenate(parts)
 
     def __call__(self, x):
-        """Normalised float NCHW RGB tensor -> float32 logits tensor on the same device, as the
-        PyTorch models do. Only for graphs exported with float input and logits output."""
-        if self.input_mode != "float_nchw" or self.output_mode != "logits":
+        """Normalised float NCHW tensor -> float32 scores (N x C x h x w) or int64 labels
+        (N x h x w) on the same device, as the engine's networks return them."""
+        if self.input_mode != "float_nchw":
             raise OnnxModelError(
-                f"{self.path} was exported with {self.input_mode} input and {self.output_mode} output; "
-                "the engine needs float_nchw input and logits output (export without --uint8-input and "
-                "--labels), or call .run() with data in the exported format")
+                f"{self.path} was exported with {self.input_mode} input; the engine feeds float NCHW "
+                "(export without --uint8-input), or call .run() with data in the exported format")
         if x.dim() != 4 or x.shape[1] != 3:
             raise OnnxModelError(f"expected an N x 3 x H x W tensor, got shape {tuple(x.shape)}")
         if self.input_size is not None and tuple(x.shape[-2:]) != self.input_size:
             raise OnnxModelError(f"{self.path} has a static input size {self.input_size}, got "
                                  f"{tuple(x.shape[-2:])}; resize to it or export with --dynamic")
         import torch
-        logits = self.run(x.detach().float().cpu().numpy())
-        return torch.from_numpy(logits).float().to(x.device)
+        out = torch.from_numpy(self.run(x.detach().float().cpu().numpy()))
+        if self.output_mode == "labels":
+            return out.reshape(out.shape[0], *out.shape[-2:]).long().to(x.device)
+        return out.float().to(x.device)
+
+
+class OnnxRuntimeNetwork:
+    """A described ONNX model behind the network interface (:mod:`.base`)."""
+
+    backend = "onnxruntime"
+    streams = 1  # its intra-op threads already use every core
+
+    def __init__(self, path, device_request, precision, description):
+        import torch
+        self.model = OnnxModel(path, device_request, description=description)
+        session = self.model.session
+        graph_input, graph_output = session.get_inputs()[0], session.get_outputs()[0]
+        self.description, self.fixed_input_size = check_graph(
+            description, path, _dims(graph_input.shape), graph_input.type in FLOAT_TYPES,
+            _dims(graph_output.shape))
+        self.device, self.precision = torch.device("cpu"), precision
+        self.num_classes, self.arch = self.description.num_classes, description.arch
+        self.output_stride = description.output_stride
+
+    def __call__(self, x):
+        return one_frame_at_a_time_on_cpu(self.model, x.float().contiguous(), self.device)
+
+
+def _dims(shape):
+    return [d if isinstance(d, int) else None for d in shape]
+
+
+def load(plan):
+    if plan.weights is not None and plan.weights.lower().endswith(".onnx"):
+        return OnnxRuntimeNetwork(plan.weights, plan.device, plan.precision, plan.description)
+    with exported_onnx(plan) as (path, description):
+        return OnnxRuntimeNetwork(path, plan.device, plan.precision, description)
+
+
+SPEC = BackendSpec(
+    "onnxruntime", reads=(".pth", ".onnx", RANDOM_INIT), runs={"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16")},
+    requires=("onnxruntime", "onnx"), load=load)

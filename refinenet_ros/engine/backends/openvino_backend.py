@@ -1,11 +1,9 @@
-"""The OpenVINO backend: an ONNX export compiled by OpenVINO for a CPU, an Intel GPU or an NPU.
+"""The OpenVINO backend: a described ONNX model compiled by OpenVINO for a CPU, an Intel GPU or
+an NPU (this package's ``.pth`` models are exported to ONNX for it first).
 
-Besides the network interface of :mod:`.backends` (normalised float NCHW in, logits out) it runs
-a frame's whole pipeline inside one compiled graph (:meth:`OpenVinoNetwork.segment_frame`):
-uint8 HWC in, resize and normalisation, the network, bilinear upsampling of the logits to the
-output size, the top class (ties to the lowest index, as ``max(1)``) and, when asked, its
-softmax probability; uint8/uint16 labels out. Graphs have static shapes, so one is compiled per
-(frame, network, output) size and a few are kept.
+Besides the network interface of :mod:`.base` it runs a frame's whole pipeline inside one
+compiled graph (:meth:`OpenVinoNetwork.segment_frame`, built by :mod:`.openvino_graph`). Graphs
+have static shapes, so one is compiled per (frame, network, output) size and a few are kept.
 
 With ``streams`` > 1 on a CPU, that many calls run at once, each on its own infer request
 (OpenVINO's THROUGHPUT mode, the cores split between streams): a caller with several frames in
@@ -19,9 +17,11 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ..models import IMAGENET_MEAN, IMAGENET_STD
-from .checks import check_streams
-from .memory import SpikeDetector
+from ..checks import check_streams
+from ..description import check_graph
+from ..memory import SpikeDetector
+from .base import RANDOM_INIT, BackendSpec, exported_onnx
+from .openvino_graph import frame_graph
 
 # device name of the plan -> OpenVINO's
 OPENVINO_DEVICES = {"cpu": "CPU", "intel_gpu": "GPU", "intel_npu": "NPU"}
@@ -57,8 +57,7 @@ class OpenVinoNetwork:
 
     backend = "openvino"
 
-    def __init__(self, path, device_type, precision, num_classes, output_stride, threads=None,
-                 streams=1):
+    def __init__(self, path, device_type, precision, description, threads=None, streams=1):
         import openvino as ov
         import torch
         if device_type not in OPENVINO_DEVICES:
@@ -72,14 +71,12 @@ class OpenVinoNetwork:
                              f"{', '.join(self._core.available_devices)})")
         self._model = self._core.read_model(os.fspath(path))
         self.device = torch.device("cpu")  # where the Segmenter's own tensors live
-        if num_classes is None:  # an export without metadata: its logits' channels
-            channels = self._model.outputs[0].get_partial_shape()[1]
-            if not channels.is_static:
-                raise ValueError(f"{path}: cannot tell the number of classes (no num_classes metadata; "
-                                 f"export it with refinenet-export)")
-            num_classes = channels.get_length()
-        self.precision, self.num_classes, self.output_stride = precision, int(num_classes), output_stride
-        self.fixed_input_size = _static_size(self._model.inputs[0].get_partial_shape())
+        graph_input, graph_output = self._model.inputs[0], self._model.outputs[0]
+        self.description, self.fixed_input_size = check_graph(
+            description, os.fspath(path), _dims(graph_input.get_partial_shape()),
+            graph_input.get_element_type().is_real(), _dims(graph_output.get_partial_shape()))
+        self.precision, self.num_classes = precision, self.description.num_classes
+        self.arch, self.output_stride = description.arch, description.output_stride
         self.streams = resolve_streams(streams, device_type)
         self._config = {"PERFORMANCE_HINT": "LATENCY"}
         if self.streams > 1:
@@ -100,17 +97,25 @@ class OpenVinoNetwork:
         import torch
         frames = x.detach().float().contiguous(memory_format=torch.contiguous_format).split(1)
         shape = tuple(frames[0].shape)  # one frame per call: batches only cost on a CPU
-        with self._request(("logits", shape), frames[0].numel(), lambda: self._logits_graph(shape)) as request:
-            logits = [np.array(request.infer({0: f.numpy()}, share_inputs=True)[0], copy=True)
+        with self._request(("scores", shape), frames[0].numel(), lambda: self._scores_graph(shape)) as request:
+            scores = [np.array(request.infer({0: f.numpy()}, share_inputs=True)[0], copy=True)
                       for f in frames]
-        return torch.from_numpy(np.concatenate(logits))
+        out = torch.from_numpy(np.concatenate(scores))
+        if self.description.output == "labels":
+            return out.reshape(out.shape[0], *out.shape[-2:]).long()
+        return out.float()
 
     # -- the whole pipeline in one graph --------------------------------------------------
-    def segment_frame(self, frame, network_size, output_size, with_confidence=False):
+    def segment_frame(self, frame, network_size, output_size, with_confidence=False, label_map=None):
         """(labels H x W uint8/uint16, confidence H x W float32 or None) of one H x W x 3 uint8
-        RGB frame run at ``network_size`` with outputs at ``output_size``."""
-        key = ("frame", frame.shape[:2], tuple(network_size), tuple(output_size), bool(with_confidence))
-        with self._request(key, frame.size, lambda: self._frame_graph(*key[1:])) as request:
+        RGB frame run at ``network_size`` with outputs at ``output_size``; a labels model gives
+        no confidence. ``label_map``: labels and confidence in its classes."""
+        with_confidence = bool(with_confidence) and self.description.gives_confidence
+        key = ("frame", frame.shape[:2], tuple(network_size), tuple(output_size), with_confidence,
+               None if label_map is None else label_map.key)
+        build = lambda: frame_graph(self._model.clone(), self.description, frame.shape[:2],  # noqa: E731
+                                    network_size, output_size, with_confidence, label_map)
+        with self._request(key, frame.size, build) as request:
             outputs = request.infer({0: frame[None]}, share_inputs=True)
             labels = np.array(outputs[0][0], copy=True)
             return labels, (np.array(outputs[1][0], copy=True) if with_confidence else None)
@@ -137,31 +142,11 @@ class OpenVinoNetwork:
             with self._lock:
                 graph.idle.append(request)
 
-    def _logits_graph(self, shape):
+    def _scores_graph(self, shape):
         model = self._model.clone()
+        for extra in model.get_results()[1:]:  # auxiliary heads: not computed
+            model.remove_result(extra)
         model.reshape({model.inputs[0]: list(shape)})
-        return model
-
-    def _frame_graph(self, frame_size, network_size, output_size, with_confidence):
-        import openvino as ov
-        import openvino.opset13 as ops
-        model = self._model.clone()
-        model.reshape({model.inputs[0]: [1, 3, *network_size]})
-        image = ops.parameter([1, *frame_size, 3], ov.Type.u8, name="image")
-        x = ops.transpose(ops.convert(image, "f32"), _i64([0, 3, 1, 2]))
-        if tuple(frame_size) != tuple(network_size):  # resize before normalising: both linear
-            x = _resize(x, network_size)
-        x = ops.multiply(ops.subtract(x, _per_channel(IMAGENET_MEAN)), _per_channel(IMAGENET_STD, inverse=True))
-        old_input = model.get_parameters()[0]
-        for target in list(old_input.output(0).get_target_inputs()):
-            target.replace_source_output(x.output(0))
-        model.replace_parameter(0, image)
-        result = model.get_results()[0]
-        outputs = _top_class_nodes(result.input_value(0), output_size, self.num_classes, with_confidence)
-        result.input(0).replace_source_output(outputs[0].output(0))
-        if with_confidence:
-            model.add_results([ops.result(outputs[1])])
-        model.validate_nodes_and_infer_types()
         return model
 
     def compiled_graphs(self):
@@ -183,43 +168,22 @@ class _Graph:
         self.compiled, self.idle = compiled, []
 
 
-def _top_class_nodes(logits, output_size, num_classes, with_confidence):
-    """Labels (and top probability) of N x C x h x w ``logits`` upsampled to ``output_size``."""
-    import openvino.opset11 as ops11
-    import openvino.opset13 as ops
-    scores = logits if tuple(logits.get_partial_shape().to_shape())[2:] == tuple(output_size) \
-        else _resize(logits, output_size)
-    # stable sort by value: of equal scores the lowest class index comes first, as max(1)
-    top = ops11.topk(scores, ops.constant(np.int64(1)), 1, "max", "value", "i32", stable=True)
-    label_type = "u8" if num_classes <= 255 else "u16"
-    labels = ops.convert(ops.squeeze(top.output(1), _i64([1])), label_type)
-    if not with_confidence:
-        return (labels,)
-    denominator = ops.reduce_sum(ops.exp(ops.subtract(scores, top.output(0))), _i64([1]), keep_dims=False)
-    confidence = ops.divide(ops.constant(np.float32(1.0)), denominator)
-    return labels, confidence
+def _dims(shape):
+    if shape.rank.is_dynamic:
+        return [None] * 4
+    return [d.get_length() if d.is_static else None for d in shape]
 
 
-def _resize(x, size):
-    """Bilinear, half-pixel centres: torch's ``interpolate(align_corners=False)``."""
-    import openvino.opset13 as ops
-    return ops.interpolate(x, _i64(size), "linear_onnx", "sizes", axes=_i64([2, 3]),
-                           coordinate_transformation_mode="half_pixel")
+def load(plan):
+    streams = resolve_streams(plan.streams, plan.device_type, gain=plan.streams_gain)
+    if plan.weights is not None and plan.weights.lower().endswith(".onnx"):
+        return OpenVinoNetwork(plan.weights, plan.device_type, plan.precision, plan.description,
+                               streams=streams)
+    with exported_onnx(plan) as (path, description):
+        return OpenVinoNetwork(path, plan.device_type, plan.precision, description, streams=streams)
 
 
-def _per_channel(values, inverse=False):
-    import openvino.opset13 as ops
-    scaled = np.asarray(values, np.float32).reshape(1, 3, 1, 1) * 255.0
-    return ops.constant(1.0 / scaled if inverse else scaled)
-
-
-def _i64(values):
-    import openvino.opset13 as ops
-    return ops.constant(np.asarray(values, np.int64))
-
-
-def _static_size(shape):
-    """(h, w) of a static NCHW input shape, else None."""
-    if shape.rank.is_dynamic or not all(shape[i].is_static for i in (2, 3)):
-        return None
-    return (shape[2].get_length(), shape[3].get_length())
+SPEC = BackendSpec(
+    "openvino", reads=(".pth", ".onnx", RANDOM_INIT),
+    runs={"cpu": ("fp32", "bf16", "int8"), "intel_gpu": ("fp32", "fp16", "int8"), "intel_npu": ("fp16", "int8")},
+    requires=("openvino", "onnx"), load=load, overlaps=True)
