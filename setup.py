@@ -21,6 +21,7 @@ setup(
         (os.path.join("share", PACKAGE), ["package.xml"]),
         share("launch", "*.launch.py"),
         share("config"),
+        share("config/label_maps"),
         share("models"),
     ],
     install_requires=["setuptools"],

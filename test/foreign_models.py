@@ -2,6 +2,8 @@
 exported to ONNX with random weights (nothing is downloaded), each with the description a user
 would write for it, and the reference a user would compute: the ONNX run directly by ONNX
 Runtime with the described preprocessing."""
+import warnings
+
 import numpy as np
 import onnxruntime as ort
 import torch
@@ -113,7 +115,8 @@ def export(kind, folder, sidecar=True):
     if multiple:
         description["input"] = {**description["input"], "size_multiple": multiple}
     path = folder / f"{kind}.onnx"
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
         torch.onnx.export(module, (torch.zeros(1, 3, 64, 96),), str(path), dynamo=False, opset_version=17,
                           input_names=["image"], output_names=["out"],
                           dynamic_axes={"image": {0: "n", 2: "h", 3: "w"}, "out": {0: "n"}})
@@ -145,3 +148,13 @@ def reference_labels(path, description, frame):
         return labels[rows][:, cols]
     assert out.shape[-2:] == (h, w), out.shape
     return out[0].argmax(0)
+
+
+def export_static(kind, path, size):
+    """``kind`` exported with a fixed batch of one and a fixed (h, w) ``size``."""
+    module, _ = build(kind)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.zeros(1, 3, *size),), str(path), dynamo=False, opset_version=17,
+                          input_names=["image"], output_names=["out"])
+    return path

@@ -57,7 +57,7 @@ def _start(weights, names, extra=()):
     node = SegmentationNode(context=context, parameter_overrides=[
         Parameter("image_topics", value=["/front/image_raw"]), Parameter("transport", value="compressed"),
         Parameter("weights", value=str(weights)), Parameter("device", value="cpu"),
-        Parameter("class_names", value=str(names)), Parameter("diagnostics_period", value=0.3), *extra])
+        Parameter("class_names", value=str(names or "")), Parameter("diagnostics_period", value=0.3), *extra])
     client = rclpy.create_node("inputs_test_client", context=context)
     executor = MultiThreadedExecutor(num_threads=2, context=context)
     executor.add_node(node)
@@ -118,6 +118,48 @@ def test_compressed_camera_labels_match_raw_frames_and_bad_data_is_skipped(weigh
             assert wait_until(lambda: infos, 10), "no LabelInfo"
             assert [(c.class_id, c.class_name) for c in infos[0].class_map] == list(enumerate(CLASS_NAMES))
             assert infos[0].threshold == 0.0
+    finally:
+        _stop(context, executor, node, client)
+
+
+@pytest.mark.parametrize("kind,label_map", [("labels_stride4", None), ("lraspp", "nav2")])
+def test_a_described_foreign_model_is_published_with_its_label_info(tmp_path, kind, label_map):
+    """An ONNX model from elsewhere (sidecar description), optionally through a label map: the
+    node publishes the engine's labels, LabelInfo and masks in the output classes; a labels
+    model has no confidence topic."""
+    import yaml
+    import foreign_models
+    pytest.importorskip("vision_msgs")
+    from vision_msgs.msg import LabelInfo
+    path, _ = foreign_models.export(kind, tmp_path)
+    extra = [Parameter("mask_groups", value=["hazard: obstacle" if label_map else "hazard: person, car"])]
+    if label_map:
+        (tmp_path / "map.yaml").write_text(yaml.safe_dump({"classes": [
+            {"name": "drivable", "from": ["road"]}, {"name": "obstacle", "from": ["person", "car"]}],
+            "unmapped": "other"}))
+        extra.append(Parameter("label_map", value=str(tmp_path / "map.yaml")))
+    frame = foreign_models.frames()[0]
+    engine = Segmenter(weights=str(path), device="cpu", backend="onnxruntime",
+                       label_map=str(tmp_path / "map.yaml") if label_map else None)
+    expected = engine.segment([frame])[0].labels
+    names = ["drivable", "obstacle", "other"] if label_map else foreign_models.CLASSES
+    context, executor, node, client = _start(path, None, [Parameter("backend", value="onnxruntime"), *extra])
+    try:
+        labels = _collect(client, Image, "/front/segmentation/labels")
+        masks = _collect(client, Image, "/front/segmentation/mask/hazard")
+        infos = _collect(client, LabelInfo, "/front/segmentation/label_info", LATCHED)
+        publisher = client.create_publisher(CompressedImage, "/front/image_raw/compressed", qos_profile_sensor_data)
+        assert wait_until(lambda: labels and masks, 120,
+                          lambda: publisher.publish(_compressed(frame, "rgb8; png compressed bgr8", stamp=5)))
+        got = np.frombuffer(labels[0].data, np.uint8).reshape(labels[0].height, labels[0].width)
+        np.testing.assert_array_equal(got, expected)
+        hazard = engine.class_names.index("obstacle") if label_map else [2, 3]  # person, car
+        mask = np.frombuffer(masks[0].data, np.uint8).reshape(got.shape)
+        np.testing.assert_array_equal(mask > 0, np.isin(got, hazard))
+        assert wait_until(lambda: infos, 10), "no LabelInfo"
+        assert [(c.class_id, c.class_name) for c in infos[0].class_map] == list(enumerate(names))
+        topics = dict(client.get_topic_names_and_types())
+        assert ("/front/segmentation/confidence" in topics) == (kind != "labels_stride4")
     finally:
         _stop(context, executor, node, client)
 

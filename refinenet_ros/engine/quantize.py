@@ -24,8 +24,9 @@ from .frames import read_frames
 FLOAT_LAYERS = ("/encoder/stem/", "/encoder/stages.0/", "/encoder/stages.1/", "/encoder/stages.2/",
                 "/encoder/conv1/", "/encoder/layer1/")
 
-def graph_input(frames, input_mode, size=None):
-    """Frames as one-frame inputs of an exported graph (``input_mode`` as in the export)."""
+def graph_input(frames, input_mode, size=None, spec=None):
+    """Frames as one-frame inputs of an exported graph (``input_mode`` as in the export; float
+    input preprocessed as ``spec``, a description's InputSpec, says: ImageNet RGB by default)."""
     import cv2
     import torch
     for frame in frames:
@@ -35,13 +36,20 @@ def graph_input(frames, input_mode, size=None):
         if input_mode == "uint8_nchw":
             batch = batch.transpose(0, 3, 1, 2)
         elif input_mode == "float_nchw":
-            batch = normalize_images(torch.from_numpy(batch).permute(0, 3, 1, 2)).contiguous().numpy()
+            pixels = torch.from_numpy(batch).permute(0, 3, 1, 2)
+            if spec is None:
+                batch = normalize_images(pixels).contiguous().numpy()
+            else:
+                from .preprocess import Preprocessor
+                preprocessor = Preprocessor(spec, torch.device("cpu"))
+                batch = preprocessor.pad(preprocessor.normalise(pixels), frame.shape[:2]).contiguous().numpy()
         yield np.ascontiguousarray(batch)
 
 
-def quantize_onnx(fp32_path, int8_path, frames, float_layers=FLOAT_LAYERS):
+def quantize_onnx(fp32_path, int8_path, frames, float_layers=FLOAT_LAYERS, description=None):
     """Write an int8 QDQ copy of the exported model ``fp32_path`` to ``int8_path``, calibrated
-    on ``frames`` (RGB uint8 arrays; resized to the graph's size when it is static)."""
+    on ``frames`` (RGB uint8 arrays; resized to the graph's size when it is static). A model
+    from elsewhere comes with its ``description``, which the int8 file then carries."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -61,7 +69,7 @@ def quantize_onnx(fp32_path, int8_path, frames, float_layers=FLOAT_LAYERS):
     input_mode = meta.get("input_mode", "float_nchw")
     spatial = dims[1:3] if input_mode == "uint8_nhwc" else dims[2:4]
     size = tuple(spatial) if all(spatial) else None
-    inputs = list(graph_input(frames, input_mode, size))
+    inputs = list(graph_input(frames, input_mode, size, description and description.input))
     float_nodes = [n.name for n in proto.graph.node if any(f in n.name for f in float_layers)]
 
     class Reader(CalibrationDataReader):
@@ -81,6 +89,8 @@ def quantize_onnx(fp32_path, int8_path, frames, float_layers=FLOAT_LAYERS):
         meta.update(precision="int8", int8_calibration_frames=str(len(inputs)),
                     int8_float_layers=json.dumps(sorted({f for f in float_layers
                                                          if any(f in n for n in float_nodes)})))
+        if description is not None:
+            meta.update(described_metadata(description))
         del quantized.metadata_props[:]
         for key, value in meta.items():
             entry = quantized.metadata_props.add()
@@ -90,6 +100,43 @@ def quantize_onnx(fp32_path, int8_path, frames, float_layers=FLOAT_LAYERS):
         shutil.copyfile(staged, partial)
         os.replace(partial, int8_path)
     return int8_path
+
+
+def described_metadata(description):
+    """ONNX metadata that makes a quantised model from elsewhere describe itself."""
+    fields = {"name": description.name, "classes": list(description.class_names),
+              "output": description.output, "producer": "refinenet_ros",
+              "input": {k: list(v) if isinstance(v, tuple) else v
+                        for k, v in vars(description.input).items() if v is not None}}
+    if description.palette:
+        fields["palette"] = [list(c) for c in description.palette]
+    if description.licence:
+        fields["licence"] = description.licence
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
+
+
+def quantize_described(fp32_path, output, frames_source, count):
+    """``refinenet-export --weights MODEL.onnx --int8 FRAMES``: a described ONNX model from
+    elsewhere quantised into ``output``, calibrated on ``count`` frames, then its label agreement
+    with the fp32 model on ``count`` other frames, both run as the engine runs them."""
+    from .description import describe
+    from .segmenter import Segmenter
+    description = describe(fp32_path)
+    if description.output == "labels":
+        raise ValueError(f"{fp32_path} outputs labels: int8 calibration needs its scores")
+    calibration = read_frames(frames_source, count, offset=0)
+    held_out = read_frames(frames_source, count, offset=1)
+    quantize_onnx(fp32_path, output, calibration, float_layers=(), description=description)
+    fp32, int8 = (Segmenter(weights=str(path), device="cpu", backend="onnxruntime")
+                  for path in (fp32_path, output))
+    same = total = 0
+    for frame in held_out:
+        a, b = fp32.segment([frame])[0].labels, int8.segment([frame])[0].labels
+        same, total = same + int((a == b).sum()), total + a.size
+    return {"onnx": str(output), "arch": description.name, "num_classes": description.num_classes,
+            "input_mode": "float_nchw", "output_mode": description.output, "precision": "int8",
+            "calibration_frames": len(calibration), "label_agreement": same / total,
+            "agreement_frames": len(held_out)}
 
 
 @contextlib.contextmanager

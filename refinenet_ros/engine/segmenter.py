@@ -101,6 +101,27 @@ class Segmenter:
     last_timings = property(lambda self: getattr(self._local, "timings", {}),
                             doc="ms per stage of this thread's last segment() call")
 
+    @property
+    def summary(self):
+        """The model in a few words: name (architecture), classes, any label map."""
+        arch = f" ({self.arch})" if self.arch not in (None, self.model_name) else ""
+        mapped = f" mapped from {len(self.label_map.lut)} by {self.label_map.source}" if self.label_map else ""
+        return f"{self.model_name}{arch}, {self.num_classes} classes{mapped}"
+
+    @property
+    def streams_reason(self):
+        gain = getattr(getattr(self.network, "plan", None), "streams_gain", None)
+        return "" if gain is None else f" (two at once measured {gain:.2f}x the frames/s of one)"
+
+    @property
+    def notes(self):
+        """What a user of this model should be told at start-up: its licence, missing outputs."""
+        notes = [f"model licence: {self.description.licence}"] if self.description.licence else []
+        if not self.gives_confidence:
+            notes.append(f"no confidence: {self.model_name} outputs labels only (the confidence topic is "
+                         f"not published; the point cloud's confidence is NaN)")
+        return notes
+
     def _network_size(self, size):
         """A checked (h, w) or None; a static export's own size wherever None is asked for."""
         size = check_size(size, "input_size")

@@ -27,6 +27,7 @@ class CameraConfig:
     depth_topic: str = ""          # registered depth image topic ('' = no point cloud)
     depth_tolerance_ms: float = 0.0
     mask_groups: dict = None       # group name -> class ids
+    with_confidence: bool = True   # False for a model that outputs labels only
 
 
 class Camera:
@@ -41,7 +42,9 @@ class Camera:
         self._active, self._subscriptions = False, []
         out_qos = output_qos(config.output_qos)
         events = PublisherEventCallbacks(matched=lambda _: self.update_subscriptions())
-        names = list(OUTPUTS) + [f"mask/{group}" for group in config.mask_groups or {}]
+        names = [name for name, output in OUTPUTS.items()
+                 if config.with_confidence or "confidence" not in output.needs]
+        names += [f"mask/{group}" for group in config.mask_groups or {}]
         if config.depth_topic:
             names.append("points")
         self.publishers = {name: node.create_publisher(

@@ -90,11 +90,13 @@ class SegmentationNode(LifecycleNode):
             return FAILURE
         seg = self.segmenter
         batching = (f"batches of up to {self._settings.max_batch_size}" if seg.device.type == "cuda"
-                    else f"one frame per model call (CPU), {seg.streams} at once{_streams_why(seg)}")
+                    else f"one frame per model call (CPU), {seg.streams} at once{seg.streams_reason}")
         self.get_logger().info(
-            f"configured: {', '.join(c.topic for c in self.cameras)} with {seg.arch} ({seg.num_classes} "
-            f"classes, {seg.backend}) on {seg.device} in {seg.precision} ({seg.network.precision_reason}); "
+            f"configured: {', '.join(c.topic for c in self.cameras)} with {seg.summary} "
+            f"({seg.backend}) on {seg.device} in {seg.precision} ({seg.network.precision_reason}); "
             f"{batching}")
+        for note in seg.notes:
+            self.get_logger().info(note)
         return SUCCESS
 
     def _configure(self):
@@ -180,7 +182,8 @@ class SegmentationNode(LifecycleNode):
             return Segmenter(arch=values["arch"], weights=values["weights"],
                              num_classes=values["num_classes"] or None, device=values["device"],
                              precision=values["precision"], palette=palette, class_names=names,
-                             backend=values["backend"], streams=values["inference_streams"])
+                             backend=values["backend"], streams=values["inference_streams"],
+                             model_info=values["model_info"] or None, label_map=values["label_map"] or None)
         except Exception as exc:  # noqa: BLE001 - any model-loading failure is a start-up error
             raise StartupError(f"cannot load the model (arch={values['arch']!r}, "
                                f"weights={values['weights']!r}): {exc}") from exc
@@ -189,7 +192,8 @@ class SegmentationNode(LifecycleNode):
         values = self._values
         depth = values["depth_topics"][index] if any(values["depth_topics"]) else ""
         return CameraConfig(transport=values["transport"], output_qos=values["output_qos"], depth_topic=depth,
-                            depth_tolerance_ms=values["depth_tolerance_ms"], mask_groups=groups)
+                            depth_tolerance_ms=values["depth_tolerance_ms"], mask_groups=groups,
+                            with_confidence=self.segmenter.gives_confidence)
 
     # -- receiving (executor thread) ------------------------------------------------------
     def on_image(self, camera, msg):
@@ -259,11 +263,6 @@ class SegmentationNode(LifecycleNode):
     def destroy_node(self):
         self._stop_pipeline()  # the threads end first; rclpy destroys the entities
         return super().destroy_node()
-
-
-def _streams_why(segmenter):
-    gain = getattr(getattr(segmenter.network, "plan", None), "streams_gain", None)
-    return "" if gain is None else f" (two at once measured {gain:.2f}x the frames/s of one)"
 
 
 def main(args=None):

@@ -68,7 +68,8 @@ PARAMETERS = {
                  "reliable (depth 1)", choices=QOS_PROFILES),
     # --- model ---
     "arch": Param("mbv2", "model architecture", choices=ARCHS),
-    "weights": Param("default", "'default' (the shipped CamVid model) or a .pth / .onnx path"),
+    "weights": Param("default", "'default' (the shipped CamVid model), a .pth checkpoint or an .onnx model "
+                      "(described: model_info)"),
     "num_classes": Param(0, "number of classes; 0 = from the weights", range=(0, 65535)),
     "device": Param("auto", "auto | cpu | cuda | cuda:N | intel_gpu | intel_npu (auto: cuda if "
                     "available, else cpu; Intel GPU/NPU through OpenVINO)"),
@@ -78,6 +79,10 @@ PARAMETERS = {
                        choices=PRECISIONS),
     "backend": Param("auto", "auto: the installed backend measured fastest for this CPU, weights, size "
                      "and precision (cached); PyTorch on CUDA", choices=BACKENDS),
+    "model_info": Param("", "model description file (classes, input, output: docs/models.md); '' = "
+                        "<weights>.yaml beside the weights, or the model's own"),
+    "label_map": Param("", "label map file merging the model's classes into yours (docs/models.md); "
+                       "'' = the model's classes"),
     "palette": Param("", "file of RGB colours per class (YAML/JSON list); '' = the model's"),
     "class_names": Param("", "file of class names (YAML/JSON list or one per line); '' = the model's"),
     # --- inference ---
@@ -191,7 +196,7 @@ def check_value(name, value):
         return device_name_problem(value)
     if name == "image_topics":
         return check_topics(value)
-    if name in ("weights", "palette", "class_names") and value not in ("", "default"):
+    if name in ("weights", "model_info", "label_map", "palette", "class_names") and value not in ("", "default"):
         if not pathlib.Path(value).expanduser().is_file():
             return f"{name} file {value!r} does not exist"
     if name == "weights" and value == "":

@@ -22,7 +22,7 @@ from ..engine.export import (
     export_torchscript,
     load_fused_model,
 )
-from ..engine.quantize import export_int8
+from ..engine.quantize import export_int8, quantize_described
 from ..models import available_archs
 
 
@@ -110,7 +110,8 @@ def build_parser():
     p = argparse.ArgumentParser(prog="refinenet-export", description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", help=f"model architecture ({', '.join(available_archs())}); "
                                   "taken from the metadata with --weights default")
-    p.add_argument("--weights", required=True, help='checkpoint path, or "default" for the shipped model')
+    p.add_argument("--weights", required=True, help='checkpoint path, "default" for the shipped model, or a '
+                                                     'described .onnx from elsewhere to quantise (--int8)')
     p.add_argument("--output", required=True, help="ONNX file to write")
     p.add_argument("--height", type=int, help="input height (default: the model's input_size, else 480)")
     p.add_argument("--width", type=int, help="input width (default: the model's input_size, else 640)")
@@ -141,6 +142,8 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.weights.lower().endswith(".onnx"):
+        return _quantise_onnx(args)
     try:
         model, info = load_fused_model(args.arch, args.weights)
         height, width = info.get("input_size", DEFAULT_SIZE)
@@ -162,14 +165,7 @@ def main(argv=None):
         print(f"refinenet-export: error: {exc}", file=sys.stderr)
         return 2
     if args.int8:
-        print(json.dumps(report, indent=2) if args.json else format_report(report))
-        if report["label_agreement"] < args.min_agreement:
-            os.remove(args.output)
-            print(f"refinenet-export: error: the int8 model labels {100 * report['label_agreement']:.2f}% "
-                  f"of pixels as fp32 does, below --min-agreement {100 * args.min_agreement:.2f}%; "
-                  f"{args.output} removed", file=sys.stderr)
-            return 1
-        return 0
+        return _int8_verdict(args, report)
     report = {"onnx": str(args.output), **info, "input_mode": input_mode, "output_mode": output_mode,
               "precision": "fp16" if args.fp16 else "fp32", "graph": describe_graph(args.output)}
     if args.torchscript:
@@ -194,6 +190,32 @@ def main(argv=None):
         extra = ("bf16",) if args.benchmark_bf16 else ()
         print(json.dumps(benchmark(args.output, reference, args.batch or 1, height, width,
                                    args.benchmark, extra), indent=2))
+    return 0
+
+
+def _quantise_onnx(args):
+    """An ONNX model from elsewhere (described: docs/models.md) quantised to int8."""
+    if not args.int8:
+        print("refinenet-export: error: an .onnx --weights is already exported; it takes --int8 FRAMES "
+              "(quantisation) only", file=sys.stderr)
+        return 2
+    try:
+        report = quantize_described(args.weights, args.output, args.int8, args.calibration_frames)
+        report["graph"] = describe_graph(args.output)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"refinenet-export: error: {exc}", file=sys.stderr)
+        return 2
+    return _int8_verdict(args, report)
+
+
+def _int8_verdict(args, report):
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    if report["label_agreement"] < args.min_agreement:
+        os.remove(args.output)
+        print(f"refinenet-export: error: the int8 model labels {100 * report['label_agreement']:.2f}% "
+              f"of pixels as fp32 does, below --min-agreement {100 * args.min_agreement:.2f}%; "
+              f"{args.output} removed", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -60,6 +60,20 @@ def one_frame_at_a_time_on_cpu(model, x, device):
     return torch.cat([model(x[i:i + 1]) for i in range(x.shape[0])])
 
 
+def with_probed_classes(network, path, graph_dims):
+    """Graphs exported from other frameworks often leave the class dimension symbolic: then one
+    small frame finds it, and the description is checked against it (``graph_dims``: the
+    arguments of :func:`..description.check_graph` after the description and path)."""
+    from ..description import check_graph
+    input_dims, is_float, output_dims = graph_dims
+    if network.description.output == "labels" or output_dims[1] is not None or len(output_dims) != 4:
+        return network.description
+    size = network.fixed_input_size or network.description.input.padded((64, 64))
+    channels = network(torch.zeros(1, 3, *size)).shape[1]
+    return check_graph(network.description, path, input_dims, is_float,
+                       [output_dims[0], channels, *output_dims[2:]])[0]
+
+
 def torch_model(arch, weights, num_classes):
     """This package's architecture ``arch`` with ``weights`` (a checkpoint, or None: random)."""
     state_dict = read_state_dict(os.fspath(weights)) if weights is not None else None

@@ -13,7 +13,7 @@ import numpy as np
 from ..description import check_graph, describe
 from ..devices import cuda_index, device_name_problem, device_type
 from ..memory import SpikeDetector
-from .base import RANDOM_INIT, BackendSpec, exported_onnx, one_frame_at_a_time_on_cpu
+from .base import RANDOM_INIT, BackendSpec, exported_onnx, one_frame_at_a_time_on_cpu, with_probed_classes
 
 ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8,
                "tensor(uint16)": np.uint16, "tensor(int64)": np.int64}
@@ -168,12 +168,12 @@ class OnnxRuntimeNetwork:
         self.model = OnnxModel(path, device_request, description=description)
         session = self.model.session
         graph_input, graph_output = session.get_inputs()[0], session.get_outputs()[0]
-        self.description, self.fixed_input_size = check_graph(
-            description, path, _dims(graph_input.shape), graph_input.type in FLOAT_TYPES,
-            _dims(graph_output.shape))
+        dims = (_dims(graph_input.shape), graph_input.type in FLOAT_TYPES, _dims(graph_output.shape))
+        self.description, self.fixed_input_size = check_graph(description, path, *dims)
         self.device, self.precision = torch.device("cpu"), precision
-        self.num_classes, self.arch = self.description.num_classes, description.arch
-        self.output_stride = description.output_stride
+        self.arch, self.output_stride = description.arch, description.output_stride
+        self.description = with_probed_classes(self, path, dims)
+        self.num_classes = self.description.num_classes
 
     def __call__(self, x):
         return one_frame_at_a_time_on_cpu(self.model, x.float().contiguous(), self.device)

@@ -20,7 +20,7 @@ import numpy as np
 from ..checks import check_streams
 from ..description import check_graph
 from ..memory import SpikeDetector
-from .base import RANDOM_INIT, BackendSpec, exported_onnx
+from .base import RANDOM_INIT, BackendSpec, exported_onnx, with_probed_classes
 from .openvino_graph import frame_graph
 
 # device name of the plan -> OpenVINO's
@@ -72,11 +72,10 @@ class OpenVinoNetwork:
         self._model = self._core.read_model(os.fspath(path))
         self.device = torch.device("cpu")  # where the Segmenter's own tensors live
         graph_input, graph_output = self._model.inputs[0], self._model.outputs[0]
-        self.description, self.fixed_input_size = check_graph(
-            description, os.fspath(path), _dims(graph_input.get_partial_shape()),
-            graph_input.get_element_type().is_real(), _dims(graph_output.get_partial_shape()))
-        self.precision, self.num_classes = precision, self.description.num_classes
-        self.arch, self.output_stride = description.arch, description.output_stride
+        dims = (_dims(graph_input.get_partial_shape()), graph_input.get_element_type().is_real(),
+                _dims(graph_output.get_partial_shape()))
+        self.description, self.fixed_input_size = check_graph(description, os.fspath(path), *dims)
+        self.precision, self.arch, self.output_stride = precision, description.arch, description.output_stride
         self.streams = resolve_streams(streams, device_type)
         self._config = {"PERFORMANCE_HINT": "LATENCY"}
         if self.streams > 1:
@@ -91,6 +90,8 @@ class OpenVinoNetwork:
         self._graphs = OrderedDict()  # key -> _Graph, least recently used first
         self._lock = threading.Lock()
         self._spikes = SpikeDetector()
+        self.description = with_probed_classes(self, os.fspath(path), dims)
+        self.num_classes = self.description.num_classes
 
     # -- the network interface ----------------------------------------------------------
     def __call__(self, x):
