@@ -7,18 +7,30 @@ import threading
 from collections import deque
 
 
+SPIKE, RELEASE = "spike", "release"
+
+
 class SpikeDetector:
-    """``is_spike(size)``: True when ``size`` exceeds ``factor`` x the median of the recent sizes."""
+    """``observe(size)`` of each call: SPIKE when ``size`` exceeds ``factor`` x the median of
+    the recent sizes (keep nothing made for it), RELEASE for the first call of ordinary size after
+    larger ones that were kept (give back what they left: the first frame may be the big one, or
+    several big ones in a row may have become the median), else None."""
 
     def __init__(self, factor=2.0, history=32):
         self.factor, self.sizes = factor, deque(maxlen=history)
+        self._largest = 0  # since the last release
         self._lock = threading.Lock()  # callers on several threads
 
-    def is_spike(self, size):
+    def observe(self, size):
         with self._lock:
-            spike = len(self.sizes) >= 2 and size > self.factor * statistics.median(self.sizes)
+            spike = bool(self.sizes) and size > self.factor * statistics.median(self.sizes)
+            release = not spike and self._largest > self.factor * size
+            self._largest = size if release else max(self._largest, size)
             self.sizes.append(size)
-        return spike
+        return SPIKE if spike else RELEASE if release else None
+
+    def is_spike(self, size):
+        return self.observe(size) == SPIKE
 
 
 def _libc():

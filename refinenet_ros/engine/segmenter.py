@@ -169,7 +169,7 @@ class Segmenter:
                             labels[k], color[k], None if confidence is None else confidence[k])
         if overlay_alpha is not None:
             results = [_with_overlay(frame, result, overlay_alpha) for frame, result in zip(frames, results)]
-        if self._spikes.is_spike(sum(frame.size for frame in frames)):
+        if self._spikes.observe(sum(frame.size for frame in frames)):
             trim_heap()  # the big temporaries are freed: give their pages back
         total = time.perf_counter() - start
         model_s = self._local.model_s
@@ -201,7 +201,7 @@ class Segmenter:
         model = time.perf_counter() - start
         if overlay_alpha is not None:
             results = [_with_overlay(frame, result, overlay_alpha) for frame, result in zip(frames, results)]
-        if self._spikes.is_spike(sum(frame.size for frame in frames)):
+        if self._spikes.observe(sum(frame.size for frame in frames)):
             trim_heap()
         self._local.timings = {"preprocess": 0.0, "model": 1000 * model,
                                "postprocess": 1000 * (time.perf_counter() - start - model)}

@@ -126,7 +126,7 @@ class OnnxModel:
         if self._input_dtype == np.uint8 and x.dtype != np.uint8:
             raise OnnxModelError(f"{self.path} takes uint8 images (0-255), got {x.dtype}")
         x = np.ascontiguousarray(x, dtype=self._input_dtype)
-        options = self._shrink if self._spikes.is_spike(x.size) else None  # arena back after a spike
+        options = self._shrink if self._spikes.observe(x.size) else None  # arena back after a spike
         if self.batch_size is None or len(x) == self.batch_size:
             return self.session.run(self._outputs, {self._input.name: x}, options)[0]
         parts = []

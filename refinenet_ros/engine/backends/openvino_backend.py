@@ -19,7 +19,7 @@ import numpy as np
 
 from ..checks import check_streams
 from ..description import check_graph
-from ..memory import SpikeDetector
+from ..memory import RELEASE, SPIKE, SpikeDetector
 from .base import RANDOM_INIT, BackendSpec, exported_onnx, with_probed_classes
 from .openvino_graph import frame_graph
 
@@ -76,22 +76,36 @@ class OpenVinoNetwork:
                 _dims(graph_output.get_partial_shape()))
         self.description, self.fixed_input_size = check_graph(description, os.fspath(path), *dims)
         self.precision, self.arch, self.output_stride = precision, description.arch, description.output_stride
-        self.streams = resolve_streams(streams, device_type)
-        self._config = {"PERFORMANCE_HINT": "LATENCY"}
-        if self.streams > 1:
-            self._config = {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.streams}
-        if PRECISION_HINTS[precision]:
-            self._config["INFERENCE_PRECISION_HINT"] = PRECISION_HINTS[precision]
-        if self.target == "CPU":
-            # the cores the process may use, without pinning them: the node's publishing thread
-            # must still get a core
-            self._config["INFERENCE_NUM_THREADS"] = int(threads or len(os.sched_getaffinity(0)))
-            self._config["ENABLE_CPU_PINNING"] = False
+        self._threads = int(threads or len(os.sched_getaffinity(0)))
         self._graphs = OrderedDict()  # key -> _Graph, least recently used first
         self._lock = threading.Lock()
+        self.streams = resolve_streams(streams, device_type)
+        self._config = self._compile_config(self.streams)
         self._spikes = SpikeDetector()
         self.description = with_probed_classes(self, os.fspath(path), dims)
         self.num_classes = self.description.num_classes
+
+    def _compile_config(self, streams):
+        config = {"PERFORMANCE_HINT": "LATENCY"}
+        if streams > 1:
+            config = {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams}
+        if PRECISION_HINTS[self.precision]:
+            config["INFERENCE_PRECISION_HINT"] = PRECISION_HINTS[self.precision]
+        if self.target == "CPU":
+            # the cores the process may use, without pinning them: the node's publishing thread
+            # must still get a core
+            config["INFERENCE_NUM_THREADS"] = self._threads
+            config["ENABLE_CPU_PINNING"] = False
+        return config
+
+    def set_streams(self, streams):
+        """Run ``streams`` calls at once from now on: graphs are compiled again for it (calls in
+        progress finish on the graphs they have)."""
+        streams = check_streams(streams)
+        with self._lock:
+            if streams != self.streams:
+                self.streams, self._config = streams, self._compile_config(streams)
+                self._graphs.clear()
 
     # -- the network interface ----------------------------------------------------------
     def __call__(self, x):
@@ -124,15 +138,19 @@ class OpenVinoNetwork:
     @contextmanager
     def _request(self, key, size, build):
         """An idle infer request of ``key``'s graph, this call's alone until it returns. A graph
-        for an unusually large input is not kept, so its memory goes when the call returns."""
-        spike = self._spikes.is_spike(size)
+        for an unusually large input is not kept, so its memory goes when the call returns; back
+        at ordinary sizes, graphs kept for much larger inputs go too."""
+        state = self._spikes.observe(size)
         with self._lock:  # compiling under the lock: a second caller of a new size waits for it
+            if state == RELEASE:
+                for old in [k for k, g in self._graphs.items() if g.size > self._spikes.factor * size]:
+                    del self._graphs[old]
             graph = self._graphs.get(key)
             if graph is not None:
                 self._graphs.move_to_end(key)
             else:
-                graph = _Graph(self._core.compile_model(build(), self.target, self._config))
-                if not spike:
+                graph = _Graph(self._core.compile_model(build(), self.target, self._config), size)
+                if state != SPIKE:
                     self._graphs[key] = graph
                     while len(self._graphs) > MAX_COMPILED:
                         self._graphs.popitem(last=False)
@@ -163,10 +181,10 @@ class OpenVinoNetwork:
 class _Graph:
     """A compiled graph and its infer requests not in use (one per concurrent caller)."""
 
-    __slots__ = ("compiled", "idle")
+    __slots__ = ("compiled", "idle", "size")
 
-    def __init__(self, compiled):
-        self.compiled, self.idle = compiled, []
+    def __init__(self, compiled, size):
+        self.compiled, self.idle, self.size = compiled, [], size  # size: its input's elements
 
 
 def _dims(shape):

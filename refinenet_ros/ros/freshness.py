@@ -1,0 +1,134 @@
+"""How fresh the node's labels are, and the choice of frames in flight that keeps them freshest.
+
+A navigation stack acts on the newest label it holds, so the figure that counts is that label's
+age - the time since its frame was received - averaged over time: latency plus the wait for the
+next label. :class:`LabelAge` measures it per camera. :class:`FramesInFlight` chooses how many
+frames the node segments at once by that figure, measured on the live cameras (docs/node.md,
+"Frames in flight"). No ROS imports.
+"""
+import threading
+import time
+
+
+class LabelAge:
+    """Time-weighted age of each camera's newest published label since :meth:`reset`."""
+
+    def __init__(self, cameras, clock=time.monotonic):
+        self._clock, self._lock = clock, threading.Lock()
+        self._newest = [None] * cameras  # received time of the newest label
+        self.reset()
+
+    def reset(self):
+        with self._lock:
+            now = self._clock()
+            self._updated = [now] * len(self._newest)
+            self._since = [None if newest is None else now for newest in self._newest]  # measured from
+            self._area = [0.0] * len(self._newest)
+            self._labels = [0] * len(self._newest)
+
+    def published(self, camera, received_at):
+        with self._lock:
+            now = self._clock()
+            self._advance(camera, now)
+            if self._since[camera] is None:
+                self._since[camera] = now
+            newest = self._newest[camera]
+            self._newest[camera] = received_at if newest is None else max(newest, received_at)
+            self._labels[camera] += 1
+
+    def ages_ms(self):
+        """Per camera: the time-weighted age in ms since reset, or None before its first label."""
+        with self._lock:
+            now = self._clock()
+            ages = []
+            for camera, since in enumerate(self._since):
+                self._advance(camera, now)
+                ages.append(None if since is None or now <= since else 1000.0 * self._area[camera] / (now - since))
+            return ages
+
+    def labels(self):
+        with self._lock:
+            return list(self._labels)
+
+    def mean_ms(self):
+        """The cameras' time-weighted ages averaged, or None before any label."""
+        ages = [age for age in self.ages_ms() if age is not None]
+        return sum(ages) / len(ages) if ages else None
+
+    def _advance(self, camera, now):
+        newest, start = self._newest[camera], self._updated[camera]
+        if newest is not None and now > start:  # the age grows linearly from start to now
+            self._area[camera] += (now - start) * ((start - newest) + (now - newest)) / 2.0
+        self._updated[camera] = now
+
+
+class FramesInFlight:
+    """The number of frames segmented at once, chosen by label age on the live cameras.
+
+    With ``candidates`` (1 and 2 where the backend overlaps calls and ``inference_streams`` is
+    auto), each runs ``settle_s`` to take effect and ``measure_s`` to be measured, and the one with
+    the youngest labels is kept; the trial runs again when the input rate changes by more than
+    ``RATE_CHANGE`` x. :meth:`tick` (the node's timer) returns a decision line to log, if any.
+    ``apply(n)`` puts ``n`` frames in flight.
+    """
+
+    RATE_CHANGE = 1.5
+
+    def __init__(self, candidates, apply, age, input_rate, settle_s=2.0, measure_s=4.0,
+                 clock=time.monotonic):
+        self.candidates, self._apply, self._age, self._input_rate = list(candidates), apply, age, input_rate
+        self.settle_s, self.measure_s, self._clock = settle_s, measure_s, clock
+        self.current = self.candidates[0]
+        self.figures = {}  # candidate -> ms of the last trial
+        self._trial, self._phase_end, self._decided_rate = None, None, None
+
+    @property
+    def trying(self):
+        return self._trial is not None
+
+    def tick(self):
+        """Advance the trial; returns a line to log when a choice is made, else None."""
+        if len(self.candidates) < 2:
+            return None
+        now, rate = self._clock(), self._input_rate()
+        if self._trial is None:
+            if rate > 0 and (self._decided_rate is None or _changed(rate, self._decided_rate, self.RATE_CHANGE)):
+                self._start_trial(now)
+            return None
+        if now < self._phase_end:
+            return None
+        candidate, measuring = self._trial[0], self._trial[1]
+        if not measuring:  # settled: measure from now on
+            self._age.reset()
+            self._trial, self._phase_end = (candidate, True, self._trial[2]), now + self.measure_s
+            return None
+        self.figures[candidate] = self._age.mean_ms()
+        rest = self._trial[2]
+        if rest:
+            self._switch(rest[0], rest[1:], now)
+            return None
+        return self._decide(rate)
+
+    def _start_trial(self, now):
+        self.figures = {}
+        self._switch(self.candidates[0], self.candidates[1:], now)
+
+    def _switch(self, candidate, rest, now):
+        self.current = candidate
+        self._apply(candidate)
+        self._trial, self._phase_end = (candidate, False, list(rest)), now + self.settle_s
+
+    def _decide(self, rate):
+        measured = {c: ms for c, ms in self.figures.items() if ms is not None}
+        best = min(measured, key=lambda c: (measured[c], c)) if measured else self.candidates[0]
+        self._trial, self._decided_rate = None, rate
+        if best != self.current:
+            self.current = best
+            self._apply(best)
+        figures = ", ".join(f"{c}: {ms:.0f} ms" for c, ms in sorted(measured.items()))
+        return (f"frames in flight: {best}, the youngest labels on the live cameras (time-weighted age "
+                f"of the newest label with {figures}; input {rate:.1f} frames/s)")
+
+
+def _changed(rate, reference, factor):
+    return rate > factor * reference or rate * factor < reference
