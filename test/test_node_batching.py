@@ -15,7 +15,7 @@ from refinenet_ros.ros.params import (
 
 
 def frame(camera, tag):
-    return PendingFrame(camera, message=tag, pixels=None)
+    return PendingFrame(camera, message=tag)
 
 
 def test_a_new_frame_replaces_the_pending_one_and_counts_a_drop():

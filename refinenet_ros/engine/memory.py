@@ -32,6 +32,16 @@ class SpikeDetector:
     def is_spike(self, size):
         return self.observe(size) == SPIKE
 
+    def idle_release_due(self):
+        """At an idle moment: whether calls much larger than the smallest recent one may hold
+        memory since the last release (counted as released from now on)."""
+        with self._lock:
+            smallest = min(self.sizes, default=0)
+            due = bool(self.sizes) and self._largest > self.factor * smallest
+            if due:
+                self._largest = smallest
+            return due
+
 
 def _libc():
     try:

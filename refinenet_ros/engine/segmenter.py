@@ -7,6 +7,7 @@ fused PyTorch, ONNX Runtime or OpenVINO) in batches of equal network size, upsam
 for scores, nearest for a labels model), arg-maxed, mapped (a label map) and coloured on the
 device; only uint8 (or uint16) results come back. OpenVINO runs all of that inside its graph.
 """
+import gc
 import threading
 import time
 from dataclasses import dataclass
@@ -95,6 +96,8 @@ class Segmenter:
     fixed_input_size = property(lambda self: self.network.fixed_input_size,
                                 doc="(h, w) that a static ONNX export requires, else None")
     streams = property(lambda self: self.network.streams, doc="segment() calls that may run at once")
+    overlaps = property(lambda self: hasattr(self.network, "set_streams"),
+                        doc="whether several segment() calls can run at once (streams)")
     model_name = property(lambda self: self.description.name)
     gives_confidence = property(lambda self: self.description.gives_confidence,
                                 doc="False for a model that outputs labels only")
@@ -107,6 +110,30 @@ class Segmenter:
         arch = f" ({self.arch})" if self.arch not in (None, self.model_name) else ""
         mapped = f" mapped from {len(self.label_map.lut)} by {self.label_map.source}" if self.label_map else ""
         return f"{self.model_name}{arch}, {self.num_classes} classes{mapped}"
+
+    def input_size_refusal(self, size):
+        """Why the model cannot run at network input ``size`` (a static model), or None."""
+        fixed = self.fixed_input_size
+        if fixed is not None and size is not None and tuple(size) != tuple(fixed):
+            return (f"the model {self.model_name} only takes {fixed[1]}x{fixed[0]} input (a static model); "
+                    f"set input_width/input_height to 0 or to that size")
+        return None
+
+    def release_memory(self):
+        """Give back what large frames left once the caller is idle (the node's pipeline calls
+        this after a second without frames); cheap when there is nothing to give back."""
+        if hasattr(self.network, "release_memory"):
+            self.network.release_memory()
+        if self._spikes.idle_release_due():
+            gc.collect()  # reference cycles can hold a large frame's arrays
+            trim_heap()
+
+    def set_streams(self, streams):
+        """Run ``streams`` segment() calls at once from now on (a backend that overlaps calls)."""
+        if streams != self.streams:
+            if not self.overlaps:
+                raise ValueError(f"the {self.backend} backend runs one call at a time, not {streams}")
+            self.network.set_streams(streams)
 
     @property
     def streams_reason(self):

@@ -20,8 +20,8 @@ ACTIVE_WINDOW_S = 1.0
 @dataclass
 class PendingFrame:
     camera: int
-    message: object       # the sensor_msgs/Image, kept so its buffer outlives the pixel view
-    pixels: object        # H x W x C view of message.data (validated)
+    message: object       # the frame as received: serialised bytes (a raw subscription) or a message
+    message_type: type = None  # the message class of serialised bytes, else None
     received: float = field(default_factory=time.monotonic)
 
 

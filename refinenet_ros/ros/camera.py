@@ -29,6 +29,14 @@ class CameraConfig:
     mask_groups: dict = None       # group name -> class ids
     with_confidence: bool = True   # False for a model that outputs labels only
 
+    @classmethod
+    def from_values(cls, values, index, mask_groups, with_confidence):
+        """Camera ``index``'s configuration from the node's parameter values."""
+        depth = values["depth_topics"][index] if any(values["depth_topics"]) else ""
+        return cls(transport=values["transport"], output_qos=values["output_qos"], depth_topic=depth,
+                   depth_tolerance_ms=values["depth_tolerance_ms"], mask_groups=mask_groups,
+                   with_confidence=with_confidence)
+
 
 class Camera:
     """One input topic: its output publishers, its subscriptions (image, camera_info, depth),
@@ -74,11 +82,10 @@ class Camera:
 
     def _subscribe(self):
         node, topic, qos, config = self._node, self.topic, self._qos, self._config
-        if config.transport == "compressed":
-            made = [node.create_subscription(CompressedImage, f"{topic.rstrip('/')}/compressed",
-                                             lambda msg: node.on_image(self, msg), qos)]
-        else:
-            made = [node.create_subscription(Image, topic, lambda msg: node.on_image(self, msg), qos)]
+        # raw: frames stay serialised until the pipeline takes one (most are replaced before)
+        kind, name = (CompressedImage, f"{topic.rstrip('/')}/compressed") if config.transport == "compressed" \
+            else (Image, topic)
+        made = [node.create_subscription(kind, name, lambda data: node.on_image(self, data, kind), qos, raw=True)]
         made.append(node.create_subscription(CameraInfo, sibling_topic(topic, "camera_info"), self.on_info, qos))
         if self.depth is not None:
             made.append(node.create_subscription(Image, config.depth_topic, self.depth.put, qos))

@@ -10,7 +10,8 @@ import sys
 
 import cv2
 import numpy as np
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from rclpy.serialization import deserialize_message
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
 from ..engine.encodings import DEPTH_ENCODINGS, ENCODINGS, to_rgb
 
@@ -70,6 +71,22 @@ def image_to_numpy(msg):
 
 
 COMPRESSED_FORMATS = ("jpeg", "jpg", "png")
+
+
+def frame_to_rgb(message):
+    """``H x W x 3`` uint8 RGB of a camera frame: a sensor_msgs/Image or CompressedImage."""
+    if isinstance(message, CompressedImage):
+        return compressed_to_rgb(message)
+    return to_rgb(image_to_numpy(message), message.encoding)
+
+
+def deserialize(data, message_type):
+    """A message of ``message_type`` from its serialised bytes (a raw subscription's)."""
+    try:
+        return deserialize_message(data, message_type)
+    except Exception as exc:  # noqa: BLE001 - rclpy raises its own types for malformed CDR
+        raise ImageConversionError(f"cannot deserialise {len(data)} bytes as {message_type.__name__}: "
+                                   f"{shorten(str(exc), 120)}") from None
 
 
 def compressed_to_rgb(msg):

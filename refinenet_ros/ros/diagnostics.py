@@ -2,7 +2,7 @@
 
 Counters are written by the subscription callbacks and the inference thread and read by the
 diagnostics timer, under one lock; each report covers the period since the previous one and
-keeps a bounded number of latency samples, so memory never grows.
+keeps a bounded number of latency samples, so memory never grows. Label age: :mod:`.freshness`.
 """
 import threading
 import time
@@ -11,7 +11,10 @@ from collections import deque
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
+from .freshness import LabelAge
+
 MAX_SAMPLES = 4096  # latency / batch samples kept per period
+RATE_WINDOW_S = 3.0  # the input rate the choice of frames in flight watches
 
 
 class _Camera:
@@ -30,11 +33,21 @@ class NodeStats:
         self._inference_ms = deque(maxlen=MAX_SAMPLES)
         self._stages = {}  # stage -> ms samples: convert, preprocess, model, postprocess, publish
         self._period_start = time.monotonic()
+        self._arrivals = deque(maxlen=MAX_SAMPLES)  # receive times, for the input rate
+        self.age = LabelAge(len(topics))        # per diagnostics period
+        self.trial_age = LabelAge(len(topics))  # for the choice of frames in flight
         self.last_inference_error = ""
 
     def received(self, camera):
         with self._lock:
             self._cameras[camera].received += 1
+            self._arrivals.append(time.monotonic())
+
+    def input_rate(self):
+        """Frames received per second, all cameras, over the last RATE_WINDOW_S."""
+        since = time.monotonic() - RATE_WINDOW_S
+        with self._lock:
+            return sum(t >= since for t in self._arrivals) / RATE_WINDOW_S
 
     def bad_frame(self, camera, reason):
         with self._lock:
@@ -46,6 +59,8 @@ class NodeStats:
         with self._lock:
             self._cameras[camera].published += 1
             self._cameras[camera].latencies.append(latency_ms)
+        self.age.published(camera, received_at)
+        self.trial_age.published(camera, received_at)
 
     def batch(self, size, inference_ms):
         with self._lock:
@@ -57,13 +72,16 @@ class NodeStats:
         with self._lock:
             self._stages.setdefault(name, deque(maxlen=MAX_SAMPLES)).append(ms)
 
-    def report(self, node_name, dropped, device, precision, arch, backend, state="active", streams=1):
+    def report(self, node_name, dropped, device, precision, arch, backend, state="active", streams=1,
+               in_flight=""):
         """A DiagnosticArray for the period since the last report (and starts a new period)."""
         now = time.monotonic()
         with self._lock:
             period = max(now - self._period_start, 1e-6)
             self._period_start = now
-            statuses = [self._camera_status(node_name, camera, dropped[i], period, device)
+            ages = self.age.ages_ms()
+            self.age.reset()
+            statuses = [self._camera_status(node_name, camera, dropped[i], period, device, ages[i])
                         for i, camera in enumerate(self._cameras)]
             batches = list(self._batch_sizes)
             inference = list(self._inference_ms)
@@ -78,6 +96,7 @@ class NodeStats:
         self.last_inference_error = ""
         engine.values = _values(
             state=state, device=device, precision=precision, backend=backend, arch=arch, streams=streams,
+            frames_in_flight=in_flight or f"{streams}",
             batches_per_s=len(batches) / period,
             mean_batch_size=np.mean(batches) if batches else 0.0,
             inference_ms_p50=_percentile(inference, 50), inference_ms_p99=_percentile(inference, 99),
@@ -85,7 +104,7 @@ class NodeStats:
         array = DiagnosticArray(status=statuses + [engine])
         return array
 
-    def _camera_status(self, node_name, camera, dropped, period, device):
+    def _camera_status(self, node_name, camera, dropped, period, device, label_age_ms):
         latencies = list(camera.latencies)
         status = DiagnosticStatus(name=f"{node_name}: {camera.topic}", hardware_id=device)
         if camera.bad:
@@ -97,10 +116,19 @@ class NodeStats:
         status.values = _values(
             input_fps=camera.received / period, output_fps=camera.published / period,
             dropped_frames_total=dropped, bad_frames=camera.bad,
-            latency_ms_p50=_percentile(latencies, 50), latency_ms_p99=_percentile(latencies, 99))
+            label_age_ms=float(label_age_ms) if label_age_ms is not None else "none yet",
+            latency_ms_p50=_percentile(latencies, 50), latency_ms_p90=_percentile(latencies, 90),
+            latency_ms_p99=_percentile(latencies, 99))
         camera.received = camera.published = camera.bad = 0
         camera.latencies.clear()
         return status
+
+
+def unconfigured_report(node_name, state):
+    """The report of a node without a model: only its lifecycle state."""
+    return DiagnosticArray(status=[DiagnosticStatus(
+        name=f"{node_name}: inference", level=DiagnosticStatus.OK, message=f"{state}: no model loaded",
+        values=[KeyValue(key="state", value=state)])])
 
 
 def _percentile(samples, q):

@@ -6,8 +6,11 @@ next label. :class:`LabelAge` measures it per camera. :class:`FramesInFlight` ch
 frames the node segments at once by that figure, measured on the live cameras (docs/node.md,
 "Frames in flight"). No ROS imports.
 """
+import os
 import threading
 import time
+
+AUTO_IN_FLIGHT = (1, 2)  # what inference_streams 0 tries, where the backend overlaps calls
 
 
 class LabelAge:
@@ -68,26 +71,35 @@ class FramesInFlight:
     With ``candidates`` (1 and 2 where the backend overlaps calls and ``inference_streams`` is
     auto), each runs ``settle_s`` to take effect and ``measure_s`` to be measured, and the one with
     the youngest labels is kept; the trial runs again when the input rate changes by more than
-    ``RATE_CHANGE`` x. :meth:`tick` (the node's timer) returns a decision line to log, if any.
-    ``apply(n)`` puts ``n`` frames in flight.
+    ``RATE_CHANGE`` x. :meth:`tick` runs on the node's timer; ``apply(n)`` puts ``n`` frames in
+    flight; ``log`` gets the line that states each choice with its figures.
     """
 
     RATE_CHANGE = 1.5
 
-    def __init__(self, candidates, apply, age, input_rate, settle_s=2.0, measure_s=4.0,
+    def __init__(self, candidates, apply, age, input_rate, log=print, settle_s=2.0, measure_s=4.0,
                  clock=time.monotonic):
         self.candidates, self._apply, self._age, self._input_rate = list(candidates), apply, age, input_rate
+        self._log = log
         self.settle_s, self.measure_s, self._clock = settle_s, measure_s, clock
         self.current = self.candidates[0]
         self.figures = {}  # candidate -> ms of the last trial
         self._trial, self._phase_end, self._decided_rate = None, None, None
 
     @property
-    def trying(self):
-        return self._trial is not None
+    def note(self):
+        """For /diagnostics: the count in force, and how it was chosen."""
+        if len(self.candidates) < 2:
+            return f"{self.current} (fixed)"
+        if self._trial is not None:
+            return f"{self.current} (trying {', '.join(map(str, self.candidates))} on the live cameras)"
+        if not self.figures:
+            return f"{self.current} (no frames yet)"
+        figures = ", ".join(f"{c}: {ms:.0f} ms" for c, ms in sorted(self.figures.items()) if ms is not None)
+        return f"{self.current} (youngest labels: {figures})"
 
     def tick(self):
-        """Advance the trial; returns a line to log when a choice is made, else None."""
+        """Advance the trial; the line that states a choice is logged, and returned."""
         if len(self.candidates) < 2:
             return None
         now, rate = self._clock(), self._input_rate()
@@ -126,9 +138,39 @@ class FramesInFlight:
             self.current = best
             self._apply(best)
         figures = ", ".join(f"{c}: {ms:.0f} ms" for c, ms in sorted(measured.items()))
-        return (f"frames in flight: {best}, the youngest labels on the live cameras (time-weighted age "
+        line = (f"frames in flight: {best}, the youngest labels on the live cameras (time-weighted age "
                 f"of the newest label with {figures}; input {rate:.1f} frames/s)")
+        self._log(line)
+        return line
 
 
 def _changed(rate, reference, factor):
     return rate > factor * reference or rate * factor < reference
+
+
+def mean_age_ms(events):
+    """The time-weighted age of the newest label between the first and the last of ``events``:
+    (arrival time s, that label's age on arrival s), in arrival order. None below two labels."""
+    events = list(events)
+    if len(events) < 2 or events[-1][0] <= events[0][0]:
+        return None
+    area = sum((later - t) * (age + (later - t) / 2.0) for (t, age), (later, _) in zip(events, events[1:]))
+    return 1000.0 * area / (events[-1][0] - events[0][0])
+
+
+def streams_refused(requested, segmenter):
+    """Why ``inference_streams`` = ``requested`` cannot be honoured by ``segmenter``, or None."""
+    if requested >= 2 and not segmenter.overlaps:
+        return (f"inference_streams {requested}: the {segmenter.backend} backend runs one call at a time "
+                f"(only openvino runs several); set 0 (auto) or 1, or backend openvino")
+    return None
+
+
+def in_flight_candidates(requested, segmenter, cores=None):
+    """The frames in flight to try: with ``inference_streams`` 0 (auto) on a CPU of two or more
+    cores and a backend that overlaps calls, 1 and 2 (the start-up choice first); else the one
+    there is."""
+    cores = len(os.sched_getaffinity(0)) if cores is None else cores
+    if requested != 0 or not segmenter.overlaps or segmenter.device.type != "cpu" or cores < 2:
+        return [segmenter.streams]
+    return sorted(AUTO_IN_FLIGHT, key=lambda n: n != segmenter.streams)

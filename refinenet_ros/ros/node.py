@@ -16,19 +16,18 @@ import sys
 import threading
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import Image
 
 from .batching import FrameSlots, PendingFrame
 from .camera import Camera, CameraConfig
-from .conversions import ImageConversionError, image_to_numpy
-from .diagnostics import NodeStats
+from .diagnostics import NodeStats, unconfigured_report
+from .freshness import FramesInFlight, in_flight_candidates, streams_refused
 from .navigation import parse_mask_groups, publish_label_info
 from .params import (
     Settings,
@@ -61,6 +60,8 @@ class SegmentationNode(LifecycleNode):
         period = self._values["diagnostics_period"]
         self.create_timer(period if check_value("diagnostics_period", period) is None else 1.0,
                           self._publish_diagnostics)
+        self._in_flight = None  # the choice of frames in flight, while active
+        self.create_timer(0.5, lambda: self._in_flight and self._in_flight.tick())
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._name_clash_warned = False
         if self._values["autostart"]:
@@ -105,7 +106,8 @@ class SegmentationNode(LifecycleNode):
             raise StartupError(reason)
         self._settings = Settings.from_values(self._values)
         self.segmenter = self._build_segmenter()
-        reason = self._input_size_refused(self._settings)
+        reason = self.segmenter.input_size_refusal(self._settings.input_size) or streams_refused(
+            self._values["inference_streams"], self.segmenter)
         if reason:
             raise StartupError(reason)
         topics = self._values["image_topics"]
@@ -117,16 +119,20 @@ class SegmentationNode(LifecycleNode):
             raise StartupError(str(exc)) from None
         self._stats = NodeStats(topics)
         self._problems = ProblemLog(self.get_logger(), self._stats)
-        self.cameras = [Camera(self, i, topic, qos, self._camera_config(i, mask_groups))
-                        for i, topic in enumerate(topics)]
+        self.cameras = [Camera(self, i, topic, qos, CameraConfig.from_values(
+            self._values, i, mask_groups, self.segmenter.gives_confidence)) for i, topic in enumerate(topics)]
         self._label_info_publishers = publish_label_info(self, topics, self.segmenter.class_names)
 
     def on_activate(self, state):
         self._slots, self._stopping = FrameSlots(len(self.cameras)), threading.Event()
+        seg = self.segmenter
+        candidates = in_flight_candidates(self._values["inference_streams"], seg)
         self._pipeline = Pipeline(Collaborators(
-            slots=self._slots, stats=self._stats, segmenter=self.segmenter, cameras=self.cameras,
+            slots=self._slots, stats=self._stats, segmenter=seg, cameras=self.cameras,
             settings=lambda: self._settings, problems=self._problems, stop=self._stopping,
-            context_ok=self.context.ok))
+            context_ok=self.context.ok, max_in_flight=max(candidates)))
+        self._in_flight = FramesInFlight(candidates, self._apply_in_flight, self._stats.trial_age,
+                                         self._stats.input_rate, log=self.get_logger().info)
         for camera in self.cameras:
             camera.set_active(True)
         self.get_logger().info("active: segmenting the cameras that have subscribers")
@@ -151,7 +157,12 @@ class SegmentationNode(LifecycleNode):
         self._release()
         return SUCCESS
 
+    def _apply_in_flight(self, count):
+        self._pipeline.set_in_flight(count)
+        self.segmenter.set_streams(count)
+
     def _stop_pipeline(self):
+        self._in_flight = None
         for camera in self.cameras:
             camera.set_active(False)
         if self._pipeline is not None:
@@ -188,29 +199,16 @@ class SegmentationNode(LifecycleNode):
             raise StartupError(f"cannot load the model (arch={values['arch']!r}, "
                                f"weights={values['weights']!r}): {exc}") from exc
 
-    def _camera_config(self, index, groups):
-        values = self._values
-        depth = values["depth_topics"][index] if any(values["depth_topics"]) else ""
-        return CameraConfig(transport=values["transport"], output_qos=values["output_qos"], depth_topic=depth,
-                            depth_tolerance_ms=values["depth_tolerance_ms"], mask_groups=groups,
-                            with_confidence=self.segmenter.gives_confidence)
-
     # -- receiving (executor thread) ------------------------------------------------------
-    def on_image(self, camera, msg):
+    def on_image(self, camera, data, message_type):
+        """A camera frame, still serialised: into its camera's slot, for the pipeline to decode."""
         if self._pipeline is None:
             return  # a message taken while deactivating
         self._stats.received(camera.index)
         if not camera.wanted_outputs(self._settings):
             self._slots.discard(camera.index)  # nobody listens: no inference at all
             return
-        pixels = None  # compressed frames are decoded by the inference thread, only if they run
-        if isinstance(msg, Image):
-            try:
-                pixels = image_to_numpy(msg)
-            except ImageConversionError as exc:
-                self._problems.bad_frame(camera, str(exc))
-                return
-        self._slots.put(PendingFrame(camera.index, msg, pixels))
+        self._slots.put(PendingFrame(camera.index, data, message_type))
 
     # -- parameters and diagnostics (executor thread) ---------------------------------------
     def _on_set_parameters(self, parameters):
@@ -221,7 +219,8 @@ class SegmentationNode(LifecycleNode):
                 return SetParametersResult(successful=False, reason=reason)
             values[parameter.name] = parameter.value
         settings = Settings.from_values(values)
-        reason = check_input_pixels(values) or self._input_size_refused(settings)
+        reason = check_input_pixels(values) or (
+            self.segmenter and self.segmenter.input_size_refusal(settings.input_size))
         if reason:
             return SetParametersResult(successful=False, reason=reason)
         if (values["input_width"] > 0) != (values["input_height"] > 0):
@@ -229,14 +228,6 @@ class SegmentationNode(LifecycleNode):
                                    "frames run at their native size until then")
         self._values, self._settings = values, settings
         return SetParametersResult(successful=True)
-
-    def _input_size_refused(self, settings):
-        """Why the model cannot run at ``settings``' input size (a static ONNX export), or None."""
-        fixed = self.segmenter.fixed_input_size if self.segmenter is not None else None
-        if fixed is not None and settings.input_size not in (None, fixed):
-            return (f"the ONNX model {self._values['weights']} only takes {fixed[1]}x{fixed[0]} input "
-                    f"(a static export); set input_width/input_height to 0 or to that size")
-        return None
 
     def _warn_on_name_clash(self):
         """Warn (once) when another node with our name is on the graph: its outputs would mix
@@ -251,14 +242,12 @@ class SegmentationNode(LifecycleNode):
         self._warn_on_name_clash()
         name, seg = self.get_fully_qualified_name(), self.segmenter
         if seg is None:  # unconfigured: only the state
-            status = DiagnosticStatus(name=f"{name}: inference", level=DiagnosticStatus.OK,
-                                      message=f"{self.state}: no model loaded",
-                                      values=[KeyValue(key="state", value=self.state)])
-            self._diagnostics.publish(DiagnosticArray(status=[status]))
+            self._diagnostics.publish(unconfigured_report(name, self.state))
             return
         dropped = self._slots.dropped() if self._pipeline else [0] * len(self.cameras)
-        self._diagnostics.publish(self._stats.report(name, dropped, str(seg.device), seg.precision,
-                                                     seg.arch, seg.backend, self.state, seg.streams))
+        self._diagnostics.publish(self._stats.report(
+            name, dropped, str(seg.device), seg.precision, seg.arch, seg.backend, self.state, seg.streams,
+            self._in_flight.note if self._in_flight else ""))
 
     def destroy_node(self):
         self._stop_pipeline()  # the threads end first; rclpy destroys the entities

@@ -100,10 +100,10 @@ PARAMETERS = {
                             "one frame per call: batches only cost there)", runtime=True, range=(1, 64)),
     "batch_timeout_ms": Param(5.0, "longest wait for more cameras once a frame is pending",
                               runtime=True, range=(0.0, 1000.0)),
-    "inference_streams": Param(0, "frames segmented at once where the backend runs streams "
-                               "(OpenVINO; others run 1): 0 = auto (2 on a CPU of 2 or more cores "
-                               "where measured >= 1.05x the frames/s of 1, else 1); 1 = the lowest "
-                               "latency per frame", range=(0, 16)),
+    "inference_streams": Param(0, "frames segmented at once: 0 = auto (with OpenVINO on a CPU of 2 or "
+                               "more cores, 1 or 2, whichever gives the youngest labels on the live "
+                               "cameras; else 1); 1 = the lowest latency per frame; >= 2 for "
+                               "throughput (OpenVINO only)", range=(0, 16)),
     # --- outputs ---
     **{parameter: Param(OUTPUTS[name].switch, f"publish <ns>/segmentation/{name} "
                         f"({OUTPUTS[name].content})", runtime=True) for parameter, name in SWITCHES.items()},

@@ -18,11 +18,11 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from ..engine.encodings import to_rgb
-from .conversions import ImageConversionError, compressed_to_rgb
+from .conversions import ImageConversionError, deserialize, frame_to_rgb
 from .outputs import needs
 
 _DONE = object()
+IDLE_RELEASE_S = 1.0  # without frames this long, memory that large frames left is given back
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class Collaborators:
     problems: object       # problems.ProblemLog
     stop: threading.Event  # set when the pipeline must stop
     context_ok: Callable = lambda: True  # False once ROS is shutting down
+    max_in_flight: int = 1  # inference threads: the most frames in flight it may be asked for
 
 
 class Pipeline:
@@ -42,12 +43,15 @@ class Pipeline:
         self.parts = parts
         self.processed_frames = [0] * len(parts.cameras)  # per camera, since the pipeline started
         streams = max(1, int(getattr(parts.segmenter, "streams", 1)))
+        threads = max(streams, parts.max_in_flight)
         self.handover = queue.Queue()  # (number, jobs, results, settings), in any order
-        self._tickets = threading.Semaphore(streams + 1)  # batches between taking and publishing
+        self._tickets = threading.Semaphore(threads + 1)  # batches between taking and publishing
+        self._in_flight = _Limit(streams)
         self._numbering = threading.Lock()
         self._taken = 0
+        self._last_frame, self._release_lock = float("inf"), threading.Lock()
         self.inference = [threading.Thread(target=self._inference_loop, name=f"inference-{i}", daemon=True)
-                          for i in range(streams)]
+                          for i in range(threads)]
         self.publishing = threading.Thread(target=self._publish_loop, name="publishing", daemon=True)
         for thread in self.inference:
             thread.start()
@@ -62,27 +66,51 @@ class Pipeline:
         self.handover.put(_DONE)
         self.publishing.join()
 
+    def set_in_flight(self, count):
+        """Segment at most ``count`` frames at once from now on (up to the inference threads)."""
+        self._in_flight.set(count)
+
     # -- inference threads --------------------------------------------------------------
     def _inference_loop(self):
-        parts = self.parts
-        while not parts.stop.is_set():
-            if not self._tickets.acquire(timeout=0.1):
+        while not self.parts.stop.is_set():
+            if not self._in_flight.acquire(timeout=0.1):
                 continue
-            settings = parts.settings()
-            batch = settings.max_batch_size if parts.segmenter.device.type == "cuda" else 1
-            with self._numbering:  # numbers follow the order in which frames leave their slots
-                frames = parts.slots.take(batch, settings.batch_timeout_s)
-                number = self._taken
-                self._taken += bool(frames)
-            if not frames:
-                self._tickets.release()
-                continue
-            settings = parts.settings()  # the settings now in force, after the wait
-            jobs, results = [], []
             try:
-                jobs, results = self._infer(frames, settings)
-            finally:  # even an empty batch has its number published, or publishing would wait on it
-                self.handover.put((number, jobs, results, settings))
+                self._one_batch()
+            finally:
+                self._in_flight.release()
+
+    def _one_batch(self):
+        """Take frames (one per camera at most), segment them and hand them to publishing."""
+        parts = self.parts
+        if not self._tickets.acquire(timeout=0.1):
+            return
+        settings = parts.settings()
+        batch = settings.max_batch_size if parts.segmenter.device.type == "cuda" else 1
+        with self._numbering:  # numbers follow the order in which frames leave their slots
+            frames = parts.slots.take(batch, settings.batch_timeout_s)
+            number = self._taken
+            self._taken += bool(frames)
+        if not frames:
+            self._tickets.release()
+            self._idle()
+            return
+        self._last_frame = time.monotonic()
+        settings = parts.settings()  # the settings now in force, after the wait
+        jobs, results = [], []
+        try:
+            jobs, results = self._infer(frames, settings)
+        finally:  # even an empty batch has its number published, or publishing would wait on it
+            self.handover.put((number, jobs, results, settings))
+
+    def _idle(self):
+        """No frame pending: a second after the last one, give back what large frames left."""
+        if time.monotonic() - self._last_frame > IDLE_RELEASE_S and self._release_lock.acquire(blocking=False):
+            try:
+                self.parts.segmenter.release_memory()
+                self._last_frame = float("inf")  # once per idle period
+            finally:
+                self._release_lock.release()
 
     def _infer(self, frames, settings):
         parts, jobs = self.parts, []  # (frame, wanted outputs, RGB image)
@@ -134,6 +162,7 @@ class Pipeline:
         waiting, next_number = {}, 0  # batches that finished before an earlier one
         while (item := self.handover.get()) is not _DONE:
             waiting[item[0]] = item[1:]
+            item = None  # a waiting loop must not hold the last frame and its outputs (a 4K frame's)
             while next_number in waiting:
                 self._publish(*waiting.pop(next_number))
                 next_number += 1
@@ -158,8 +187,34 @@ class Pipeline:
             self.processed_frames[frame.camera] += 1
 
 
+class _Limit:
+    """At most ``count`` holders at once; the count can change while in use."""
+
+    def __init__(self, count):
+        self.count, self.busy = count, 0
+        self._condition = threading.Condition()
+
+    def acquire(self, timeout):
+        with self._condition:
+            if not self._condition.wait_for(lambda: self.busy < self.count, timeout):
+                return False
+            self.busy += 1
+            return True
+
+    def release(self):
+        with self._condition:
+            self.busy -= 1
+            self._condition.notify_all()
+
+    def set(self, count):
+        with self._condition:
+            self.count = count
+            self._condition.notify_all()
+
+
 def _frame_rgb(frame):
-    """The network's RGB input for a pending frame (raw: validated view; compressed: decoded)."""
-    if frame.pixels is None:
-        return compressed_to_rgb(frame.message)
-    return to_rgb(frame.pixels, frame.message.encoding)
+    """The network's RGB input for a pending frame, deserialised and decoded only now that it runs
+    (its message, header included, is kept for publishing)."""
+    if frame.message_type is not None:
+        frame.message, frame.message_type = deserialize(frame.message, frame.message_type), None
+    return frame_to_rgb(frame.message)

@@ -8,7 +8,7 @@ between processes) and the RSS is that one process's; the camera keeps no messag
         --orders 3840x2160,7680x4320 3840x2160,3840x2160,3840x2160
 
 Each backend runs in its own child process; its orders run one after the other, each followed by
-``--settle`` seconds of VGA frames. Prints JSON per order: rss_mb before the first order, the
+``--settle`` idle seconds (no frames: nothing but the node itself can give the memory back). Prints JSON per order: rss_mb before the first order, the
 peak, the samples while settling, and settled - before.
 """
 import argparse
@@ -116,9 +116,10 @@ def _one_order(rig, args, order, before):
             peak = max(peak, rss_mb(os.getpid()))
         served = served and rig.big_seen > seen
     samples, settle_end = [], time.monotonic() + args.settle
-    while time.monotonic() < settle_end:
-        rig.vga_frames(lambda: False, 0.5)
+    while time.monotonic() < settle_end:  # idle: nothing arrives that could trigger a release
+        time.sleep(0.5)
         samples.append(round(rss_mb(os.getpid()), 1))
+    rig.vga_frames(lambda: False, 0.5)  # the next order starts from ordinary frames
     return {"spikes_segmented": served, "rss_mb_peak": round(max([peak, *samples]), 1),
             "rss_mb_settled": samples[-1], "settled_minus_before_mb": round(samples[-1] - before, 1),
             "rss_mb_samples": samples}

@@ -5,7 +5,8 @@ in the same run on the same frames (the machine may be shared: compare ratios, n
 
 Prints JSON: for each setting (defaults, max_batch_size 1, inference_streams 1, precision fp32) and camera count
 (1 and --cameras), the node's output frames/s with every camera publishing at 1.5x the raw
-engine's rate, latency p50/p99 (publish -> labels received, queueing included) and the node's
+engine's rate, the first camera's time-weighted label age (the age of the newest label, averaged
+over time), latency p50/p90/p99 (publish -> labels received, queueing included) and the node's
 own per-stage p50 times from /diagnostics (convert, preprocess, model, postprocess, publish),
 plus the latency with one frame in flight and the CPU (in cores) that this publishing process
 used meanwhile, which competes with the node on a small machine; and ratios from one run:
@@ -41,6 +42,7 @@ from ..choices import BACKENDS
 from ..engine import Segmenter
 from ..models import create_model
 from ..ros.conversions import numpy_to_image
+from ..ros.freshness import mean_age_ms
 from .processes import stop_processes
 
 OVERLAY_ALPHA = 0.5  # the node's default: the raw engine computes what the node publishes
@@ -231,17 +233,19 @@ SETTINGS = {"defaults": {}, "max_batch_size 1": {"max_batch_size": 1}, "inferenc
 
 
 def window_figures(driver, cameras, rate, seconds):
-    """Open loop on ``cameras`` at ``rate`` Hz each: fps, latency p50/p99, median stage times."""
+    """Open loop on ``cameras`` at ``rate`` Hz each: fps, label age, latency, median stage times."""
     wall, cpu = time.perf_counter(), time.process_time()
     fps = driver.open_loop(cameras, rate=rate, seconds=seconds)
     client_cores = (time.process_time() - cpu) / (time.perf_counter() - wall)
     with driver.lock:
-        latencies = [latency * 1000 for _, latency, _ in driver.arrivals]
-        reports = list(driver.stages)
-    stages = {name: round(statistics.median(r[name] for r in reports if name in r), 1)
-              for name in ("convert", "preprocess", "model", "postprocess", "publish")
-              if any(name in r for r in reports)}
-    return {"fps": round(fps, 2), "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
+        arrivals, reports = list(driver.arrivals), list(driver.stages)
+    latencies = [latency * 1000 for _, latency, _ in arrivals]
+    stages = {name: round(statistics.median(r[name] for r in reports if name in r), 1) for name in
+              ("convert", "preprocess", "model", "postprocess", "publish") if any(name in r for r in reports)}
+    age = mean_age_ms((t, latency) for t, latency, camera in arrivals if camera == 0)
+    return {"fps": round(fps, 2), "label_age_ms": age and round(age, 1),
+            "latency_ms_p50": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
+            "latency_ms_p90": round(float(np.percentile(latencies, 90)), 1) if latencies else None,
             "latency_ms_p99": round(float(np.percentile(latencies, 99)), 1) if latencies else None,
             "stage_ms_p50": stages, "publishing_client_cpu_cores": round(client_cores, 2)}
 

@@ -1,9 +1,11 @@
 """The demo's pictures and report: input | colour | overlay panels with a class legend, and the
-JSON + text summary. numpy and OpenCV only (no ROS)."""
+JSON + text summary. numpy and OpenCV only (no rclpy)."""
 import json
 
 import cv2
 import numpy as np
+
+from ..ros.freshness import mean_age_ms
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 PANEL_TITLES = ("input", "segmentation", "overlay")
@@ -74,7 +76,9 @@ def summary(latencies_ms, output_times, class_pixels, class_names, **facts):
     fps = (len(output_times) - 1) / (output_times[-1] - output_times[0]) if len(output_times) > 1 else 0.0
     total = sum(class_pixels.values()) or 1
     seen = sorted(class_pixels.items(), key=lambda kv: -kv[1])
-    report = dict(facts)
+    age = mean_age_ms(zip(output_times, (ms / 1000.0 for ms in latencies_ms)))
+    report = {"labels_ms_old_on_average": None if age is None else round(age)}
+    report.update(facts)
     report.update(
         measured_frames=len(output_times),
         output_fps=round(fps, 2),
@@ -99,6 +103,9 @@ def _round(value):
 
 def report_text(report):
     lines = ["refinenet_ros demo report", "========================="]
+    if report.get("labels_ms_old_on_average") is not None:
+        lines.append(f"labels {report['labels_ms_old_on_average']} ms old on average (the time-weighted age "
+                     f"of the newest label, from its frame's stamp)")
     for key, value in report.items():
         if key == "classes_seen":
             lines.append("classes seen (share of pixels):")

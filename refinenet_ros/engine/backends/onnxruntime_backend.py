@@ -90,6 +90,7 @@ class OnnxModel:
         self._input, self._output = inputs[0], outputs[0]
         self._outputs = [self._output.name]
         self._spikes = SpikeDetector()
+        self._smallest = None  # the smallest input run, for an idle release
         self._shrink = ort.RunOptions()
         gpu = f";gpu:{self.device.partition(':')[2] or 0}" if self.device.startswith("cuda") else ""
         self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0" + gpu)
@@ -127,6 +128,8 @@ class OnnxModel:
             raise OnnxModelError(f"{self.path} takes uint8 images (0-255), got {x.dtype}")
         x = np.ascontiguousarray(x, dtype=self._input_dtype)
         options = self._shrink if self._spikes.observe(x.size) else None  # arena back after a spike
+        if self._smallest is None or x[0].size < self._smallest[0].size:
+            self._smallest = np.zeros((self.batch_size or 1, *x.shape[1:]), x.dtype)
         if self.batch_size is None or len(x) == self.batch_size:
             return self.session.run(self._outputs, {self._input.name: x}, options)[0]
         parts = []
@@ -137,6 +140,11 @@ class OnnxModel:
                 chunk = np.concatenate([chunk, np.zeros((missing, *chunk.shape[1:]), chunk.dtype)])
             parts.append(self.session.run(self._outputs, {self._input.name: chunk}, options)[0][:len(chunk) - missing])
         return np.concatenate(parts)
+
+    def release_memory(self):
+        """Idle after large inputs: one run of the smallest input with the arena shrunk after it."""
+        if self._smallest is not None and self._spikes.idle_release_due():
+            self.session.run(self._outputs, {self._input.name: self._smallest}, self._shrink)
 
     def __call__(self, x):
         """Normalised float NCHW tensor -> float32 scores (N x C x h x w) or int64 labels
@@ -177,6 +185,9 @@ class OnnxRuntimeNetwork:
 
     def __call__(self, x):
         return one_frame_at_a_time_on_cpu(self.model, x.float().contiguous(), self.device)
+
+    def release_memory(self):
+        self.model.release_memory()
 
 
 def _dims(shape):

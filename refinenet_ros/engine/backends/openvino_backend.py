@@ -107,6 +107,14 @@ class OpenVinoNetwork:
                 self.streams, self._config = streams, self._compile_config(streams)
                 self._graphs.clear()
 
+    def release_memory(self):
+        """Idle after large inputs: graphs kept for inputs much larger than the smallest go."""
+        if self._spikes.idle_release_due():
+            with self._lock:
+                smallest = min((g.size for g in self._graphs.values()), default=0)
+                for key in [k for k, g in self._graphs.items() if g.size > self._spikes.factor * smallest]:
+                    del self._graphs[key]
+
     # -- the network interface ----------------------------------------------------------
     def __call__(self, x):
         import torch

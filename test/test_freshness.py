@@ -1,0 +1,149 @@
+"""Label age, and frames in flight chosen by it: the time-weighted age of the newest label on a
+known timeline; the choice between one and two frames in flight on simulated label timelines
+(ros/freshness.py has no ROS in it); and the real node choosing on its live camera, reporting
+label age on /diagnostics, and refusing frames in flight that its backend cannot run."""
+import threading
+
+import numpy as np
+import pytest
+import rclpy
+from conftest import wait_until
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from refinenet_ros.ros.conversions import numpy_to_image
+from refinenet_ros.ros.freshness import FramesInFlight, LabelAge, mean_age_ms
+from refinenet_ros.ros.node import SegmentationNode, StartupError
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_label_age_is_the_time_weighted_age_of_the_newest_label():
+    clock = Clock()
+    age = LabelAge(2, clock=clock)
+    clock.now = 1.0
+    age.published(0, received_at=0.8)   # 0.2 s old when published
+    clock.now = 2.0
+    age.published(0, received_at=1.7)
+    clock.now = 3.0
+    # 1 -> 2: from 0.2 to 1.2 s old (mean 0.7); 2 -> 3: from 0.3 to 1.3 (mean 0.8): 750 ms
+    assert age.ages_ms()[0] == pytest.approx(750.0)
+    assert age.ages_ms()[1] is None and age.mean_ms() == pytest.approx(750.0)
+    age.reset()  # camera 0 keeps its newest label: measured from now on
+    clock.now = 4.0
+    assert age.ages_ms()[0] == pytest.approx(1800.0)  # 1.3 -> 2.3 s old
+    assert age.labels() == [0, 0]
+
+
+def test_the_age_from_a_client_s_arrivals_is_the_same_integral():
+    # labels arriving at 1 s and 2 s, 0.2 s and 0.3 s old on arrival, then a third at 3 s
+    assert mean_age_ms([(1.0, 0.2), (2.0, 0.3), (3.0, 0.1)]) == pytest.approx(750.0)
+    assert mean_age_ms([(1.0, 0.2)]) is None
+
+
+def _simulate(choice, timelines, seconds=60.0, rate=30.0):
+    """Run ``choice`` with labels following ``timelines[n]`` = (period, latency) while n frames
+    are in flight; returns the counts applied, in order."""
+    clock, applied = Clock(), []
+    age = LabelAge(1, clock=clock)
+    chooser = FramesInFlight([1, 2], applied.append, age, lambda: rate, log=lambda line: None,
+                             clock=clock)
+    next_label = 0.0
+    while clock.now < seconds:
+        clock.now = round(clock.now + 0.05, 3)
+        period, latency = timelines[chooser.current]
+        if clock.now >= next_label:
+            age.published(0, received_at=clock.now - latency)
+            next_label = clock.now + period
+        chooser.tick()
+        if choice is not None:
+            rate = choice(clock.now, rate)
+    return chooser, applied
+
+
+def test_the_count_with_the_youngest_labels_is_kept():
+    # one in flight: a label every 0.5 s, 0.3 s old; two: every 0.4 s but 0.7 s old -> one
+    chooser, applied = _simulate(None, {1: (0.5, 0.3), 2: (0.4, 0.7)})
+    assert chooser.current == 1 and applied[:2] == [1, 2] and applied[-1] == 1
+    assert chooser.figures[1] < chooser.figures[2] and "youngest labels" in chooser.note
+    # two in flight twice as often at the same latency: younger labels -> two
+    chooser, applied = _simulate(None, {1: (0.6, 0.5), 2: (0.3, 0.5)})
+    assert chooser.current == 2 and applied[-1] == 2
+
+
+def test_a_marked_change_of_the_input_rate_runs_the_trial_again():
+    def halve_at_30_s(now, rate):
+        return 10.0 if now > 30.0 else rate
+    chooser, applied = _simulate(halve_at_30_s, {1: (0.5, 0.3), 2: (0.4, 0.7)})
+    assert applied.count(2) == 2  # tried at the start and again after the change
+    assert chooser.current == 1
+
+
+def test_without_two_candidates_nothing_is_tried():
+    applied = []
+    chooser = FramesInFlight([2], applied.append, LabelAge(1), lambda: 30.0)
+    assert chooser.tick() is None and applied == [] and chooser.note == "2 (fixed)"
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_the_node_chooses_frames_in_flight_on_its_live_camera_and_reports_label_age(tmp_path):
+    pytest.importorskip("openvino")
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=37)
+    node = SegmentationNode(context=context, parameter_overrides=[
+        Parameter("image_topics", value=["/fresh/image_raw"]), Parameter("weights", value="default"),
+        Parameter("device", value="cpu"), Parameter("backend", value="openvino"),
+        Parameter("precision", value="int8"), Parameter("inference_streams", value=0),
+        Parameter("diagnostics_period", value=0.5)])
+    client = rclpy.create_node("fresh_client", context=context)
+    labels, reports = [], []
+    client.create_subscription(Image, "/fresh/segmentation/labels", labels.append, 10)
+    client.create_subscription(DiagnosticArray, "/diagnostics", reports.append, 10)
+    publisher = client.create_publisher(Image, "/fresh/image_raw", qos_profile_sensor_data)
+    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    for each in (node, client):
+        executor.add_node(each)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    frame = numpy_to_image(np.random.default_rng(0).integers(0, 256, (240, 320, 3), np.uint8), "rgb8")
+
+    def values():
+        return [dict((kv.key, kv.value) for kv in s.values) for r in list(reports) for s in r.status]
+    try:
+        chosen = wait_until(lambda: any("youngest labels" in v.get("frames_in_flight", "") for v in values()),
+                            90, lambda: publisher.publish(frame), period=0.05)
+        assert chosen, [v.get("frames_in_flight") for v in values()][-5:]
+        assert node.segmenter.streams in (1, 2)
+        ages = [float(v["label_age_ms"]) for v in values() if v.get("label_age_ms", "none yet") != "none yet"]
+        assert ages and all(0 < a < 60000 for a in ages)
+        assert {"latency_ms_p50", "latency_ms_p90", "output_fps"} <= set(values()[-2]) | set(values()[-1])
+        count = len(labels)
+        assert wait_until(lambda: len(labels) > count + 3, 30, lambda: publisher.publish(frame), period=0.05)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        client.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+@pytest.mark.ros
+def test_two_frames_in_flight_are_refused_where_the_backend_runs_one_call_at_a_time():
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=38)
+    try:
+        with pytest.raises(StartupError, match="inference_streams 2: the onnxruntime backend runs one call "
+                                               "at a time"):
+            SegmentationNode(context=context, parameter_overrides=[
+                Parameter("weights", value="default"), Parameter("device", value="cpu"),
+                Parameter("backend", value="onnxruntime"), Parameter("inference_streams", value=2)])
+    finally:
+        rclpy.shutdown(context=context)
