@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from refinenet_ros import SegmentationResult, Segmenter
 from refinenet_ros.engine import overlay, to_rgb
+from refinenet_ros.engine.backends import BACKENDS
 from refinenet_ros.engine.palette import check_palette, voc_palette
 from refinenet_ros.models import create_model, normalize_images
 
@@ -386,3 +387,14 @@ def test_frames_bigger_than_the_network_input_are_shrunk_before_normalising(segm
         x = F.interpolate(x, size=(64, 96), mode="bilinear", align_corners=False)
         logits = F.interpolate(model(x), size=(64, 96), mode="bilinear", align_corners=False)
     assert (result.labels == logits.argmax(1)[0].numpy()).mean() >= 0.999
+
+
+def test_colours_are_left_out_on_request_unless_the_overlay_needs_them(weights):
+    """A robot that consumes labels alone does not pay for the palette lookup."""
+    frame = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    for backend in [name for name, spec in BACKENDS.items() if spec.installed()]:
+        segmenter = Segmenter(weights=weights, device="cpu", precision="fp32", backend=backend)
+        full, bare = segmenter.segment([frame])[0], segmenter.segment([frame], with_color=False)[0]
+        assert bare.color is None and np.array_equal(bare.labels, full.labels), backend
+        blended = segmenter.segment([frame], with_color=False, overlay_alpha=0.5)[0]
+        np.testing.assert_array_equal(blended.color, full.color)

@@ -31,7 +31,7 @@ __all__ = ["SegmentationResult", "Segmenter"]
 @dataclass(frozen=True, slots=True)
 class SegmentationResult:
     labels: np.ndarray             # H x W class indices, uint8 (uint16 above 255 classes)
-    color: np.ndarray              # H x W x 3 uint8 RGB, the palette applied to labels
+    color: np.ndarray | None       # H x W x 3 uint8 RGB, the palette applied to labels (on request)
     confidence: np.ndarray | None = None  # H x W float32 top-class probability, on request
     overlay: np.ndarray | None = None     # H x W x 3 uint8 blend of image and colours, on request
 
@@ -104,13 +104,6 @@ class Segmenter:
     last_timings = property(lambda self: getattr(self._local, "timings", {}),
                             doc="ms per stage of this thread's last segment() call")
 
-    @property
-    def summary(self):
-        """The model in a few words: name (architecture), classes, any label map."""
-        arch = f" ({self.arch})" if self.arch not in (None, self.model_name) else ""
-        mapped = f" mapped from {len(self.label_map.lut)} by {self.label_map.source}" if self.label_map else ""
-        return f"{self.model_name}{arch}, {self.num_classes} classes{mapped}"
-
     def input_size_refusal(self, size):
         """Why the model cannot run at network input ``size`` (a static model), or None."""
         fixed = self.fixed_input_size
@@ -135,20 +128,6 @@ class Segmenter:
                 raise ValueError(f"the {self.backend} backend runs one call at a time, not {streams}")
             self.network.set_streams(streams)
 
-    @property
-    def streams_reason(self):
-        gain = getattr(getattr(self.network, "plan", None), "streams_gain", None)
-        return "" if gain is None else f" (two at once measured {gain:.2f}x the frames/s of one)"
-
-    @property
-    def notes(self):
-        """What a user of this model should be told at start-up: its licence, missing outputs."""
-        notes = [f"model licence: {self.description.licence}"] if self.description.licence else []
-        if not self.gives_confidence:
-            notes.append(f"no confidence: {self.model_name} outputs labels only (the confidence topic is "
-                         f"not published; the point cloud's confidence is NaN)")
-        return notes
-
     def _network_size(self, size):
         """A checked (h, w) or None; a static export's own size wherever None is asked for."""
         size = check_size(size, "input_size")
@@ -159,13 +138,15 @@ class Segmenter:
 
     # -- inference ----------------------------------------------------------------------
     def segment(self, images, output_resolution="input", with_confidence=False, input_size=None,
-                overlay_alpha=None, max_pixels=None):
+                overlay_alpha=None, max_pixels=None, with_color=True):
         """Segment a sequence of H x W x 3 uint8 RGB arrays; returns a list of
         :class:`SegmentationResult`, in order. ``output_resolution``: ``"input"`` (each
         frame's own size) or ``"network"`` (the network input size). ``input_size`` overrides
         the constructor's for this call; ``overlay_alpha`` (0..1) also blends an overlay;
-        ``max_pixels`` downscales frames run at their native size to at most that many pixels."""
+        ``max_pixels`` downscales frames run at their native size to at most that many pixels;
+        ``with_color=False`` leaves the colours out (None) unless the overlay needs them."""
         frames = check_images(images)
+        self._local.with_color = with_color or overlay_alpha is not None
         if output_resolution not in OUTPUT_RESOLUTIONS:
             raise ValueError(f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, "
                              f"got {output_resolution!r}")
@@ -192,8 +173,8 @@ class Segmenter:
                 for out, rows in by_output.items():
                     labels, color, confidence = self._finish(*tops[out])
                     for k, row in enumerate(rows):
-                        results[indices[row]] = SegmentationResult(
-                            labels[k], color[k], None if confidence is None else confidence[k])
+                        results[indices[row]] = SegmentationResult(*(None if part is None else part[k]
+                                                                     for part in (labels, color, confidence)))
         if overlay_alpha is not None:
             results = [_with_overlay(frame, result, overlay_alpha) for frame, result in zip(frames, results)]
         if self._spikes.observe(sum(frame.size for frame in frames)):
@@ -224,7 +205,8 @@ class Segmenter:
             out = frame.shape[:2] if output_resolution == "input" else net
             labels, confidence = self.network.segment_frame(frame, net, out, with_confidence, self.label_map)
             # np.take is several times faster than fancy indexing for a palette lookup
-            results.append(SegmentationResult(labels, np.take(self.palette, labels, axis=0), confidence))
+            color = np.take(self.palette, labels, axis=0) if self._local.with_color else None
+            results.append(SegmentationResult(labels, color, confidence))
         model = time.perf_counter() - start
         if overlay_alpha is not None:
             results = [_with_overlay(frame, result, overlay_alpha) for frame, result in zip(frames, results)]
@@ -295,11 +277,12 @@ class Segmenter:
         return self._lut[labels.long()], confidence
 
     def _finish(self, labels, confidence):
-        color = self._palette.index_select(0, labels.flatten()).view(*labels.shape, 3)
+        color = self._palette.index_select(0, labels.flatten()).view(*labels.shape, 3).cpu().numpy() \
+            if self._local.with_color else None
         labels = labels.to(self._label_dtype).cpu().numpy()
         if self._label_dtype != torch.uint8:
             labels = labels.astype(np.uint16)
-        return labels, color.cpu().numpy(), None if confidence is None else confidence.cpu().numpy()
+        return labels, color, None if confidence is None else confidence.cpu().numpy()
 
     def __repr__(self):
         return (f"Segmenter(arch={self.arch!r}, backend={self.backend!r}, classes={self.num_classes}, "

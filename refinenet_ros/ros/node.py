@@ -40,6 +40,7 @@ from .params import (
 from .pipeline import Collaborators, Pipeline
 from .problems import ProblemLog
 from .signals import ignore_signals, stop_event
+from .startup import configured_lines
 
 NODE_NAME = "segmentation_node"
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
@@ -89,15 +90,9 @@ class SegmentationNode(LifecycleNode):
             self.get_logger().error(f"configure failed: {exc}")
             self._release()
             return FAILURE
-        seg = self.segmenter
-        batching = (f"batches of up to {self._settings.max_batch_size}" if seg.device.type == "cuda"
-                    else f"one frame per model call (CPU), {seg.streams} at once{seg.streams_reason}")
-        self.get_logger().info(
-            f"configured: {', '.join(c.topic for c in self.cameras)} with {seg.summary} "
-            f"({seg.backend}) on {seg.device} in {seg.precision} ({seg.network.precision_reason}); "
-            f"{batching}")
-        for note in seg.notes:
-            self.get_logger().info(note)
+        for line in configured_lines(self.segmenter, [c.topic for c in self.cameras],
+                                     self._settings.max_batch_size):
+            self.get_logger().info(line)
         return SUCCESS
 
     def _configure(self):

@@ -19,7 +19,7 @@ class Output:
     content: str                  # what the image holds (parameter description, README)
     image: Callable               # SegmentationResult -> (H x W [x C] array, encoding)
     switch: bool | None = None    # default of publish_<name>; None: always on while subscribed
-    needs: tuple = ()             # engine extras: "confidence", "overlay"
+    needs: tuple = ()             # engine extras: "color", "confidence", "overlay"
     rviz: bool = False            # shown in RViz by segmentation.launch.py use_rviz:=true
 
 
@@ -29,14 +29,15 @@ def _labels(result):
 
 OUTPUTS = {
     "labels": Output("class index per pixel, mono8 (mono16 above 255 classes)", _labels),
-    "color": Output("rgb8, palette applied", lambda r: (r.color, "rgb8"), switch=True, rviz=True),
+    "color": Output("rgb8, palette applied", lambda r: (r.color, "rgb8"), switch=True, needs=("color",),
+                    rviz=True),
     "overlay": Output("rgb8 blend of image and colours (`overlay_alpha`)", lambda r: (r.overlay, "rgb8"),
-                      switch=True, needs=("overlay",), rviz=True),
+                      switch=True, needs=("overlay", "color"), rviz=True),
     "confidence": Output("mono8, top-class probability x 255", lambda r: (r.confidence_mono8(), "mono8"),
                          switch=False, needs=("confidence",)),
 }
 # what the other outputs need from the engine (masks need the labels alone)
-OTHER_NEEDS = {"points": ("confidence",)}
+OTHER_NEEDS = {"points": ("confidence", "color")}
 SWITCHES = {f"publish_{name}": name for name, output in OUTPUTS.items() if output.switch is not None}
 RVIZ_OUTPUTS = tuple(name for name, output in OUTPUTS.items() if output.rviz)
 

@@ -143,6 +143,7 @@ class Pipeline:
                 images, output_resolution=settings.output_resolution, input_size=settings.input_size,
                 max_pixels=settings.max_input_pixels,
                 with_confidence=any(needs(o, "confidence") for o in outputs),
+                with_color=any(needs(o, "color") for o in outputs),
                 overlay_alpha=settings.overlay_alpha if any(needs(o, "overlay") for o in outputs) else None)
         except Exception as exc:  # noqa: BLE001 - keep serving; reported per camera on /diagnostics
             if parts.stop.is_set() or not parts.context_ok():

@@ -169,7 +169,8 @@ def main(argv=None):
     camera = Camera(context, frames, args.rate)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(camera.node)
-    threading.Thread(target=executor.spin, daemon=True).start()
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
     rounds = []
     try:
         with tempfile.TemporaryDirectory(prefix="refinenet_freshness_") as folder:
@@ -185,7 +186,9 @@ def main(argv=None):
                 rounds.append(row)
     finally:
         camera.stop.set()
+        camera.thread.join()
         executor.shutdown()
+        spinner.join()
         camera.node.destroy_node()
         rclpy.shutdown(context=context)
     print(json.dumps({"camera": {"rate": args.rate, "size": [args.height, args.width], "frames": args.frames},
