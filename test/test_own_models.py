@@ -172,3 +172,17 @@ def test_refinenet_export_quantises_a_described_model_that_then_runs_int8(export
     int8 = Segmenter(weights=str(output), device="cpu", backend="onnxruntime")  # describes itself
     assert (int8.precision, int8.class_names, int8.model_name) == ("int8", foreign_models.CLASSES, "lraspp")
     assert Segmenter(weights=str(output), device="cpu").precision == "int8"  # precision auto
+
+
+def test_a_model_description_cannot_point_outside_the_models_folder(tmp_path, monkeypatch, repo_root):
+    import json
+    shipped = json.loads((repo_root / "models" / "camvid_mbv2.json").read_text())
+    (tmp_path / "camvid_mbv2.json").write_text(json.dumps({**shipped, "weights": "../../etc/passwd"}))
+    monkeypatch.setenv("REFINENET_ROS_MODELS", str(tmp_path))
+    with pytest.raises(ValueError, match=r"weights '../../etc/passwd' is outside the models folder"):
+        Segmenter(weights="default", device="cpu")
+    short = {"classes": ["a", "b", "c"], "palette": [[0, 0, 0]], "output": "logits",
+             "input": {"color_order": "rgb", "scale": 255, "mean": [0, 0, 0], "std": [1, 1, 1]}}
+    (tmp_path / "short.yaml").write_text(yaml.safe_dump(short))
+    with pytest.raises(DescriptionError, match="1 palette colours for 3 classes"):
+        describe(str(tmp_path / "mine.pth"), model_info=str(tmp_path / "short.yaml"))

@@ -202,6 +202,9 @@ def _build(mapping, name, source):
         raise DescriptionError(f"model description {source}: {len(classes)} class names for "
                                f"num_classes {num_classes}")
     palette = mapping.get("palette")
+    if palette and classes and len(palette) < len(classes):
+        raise DescriptionError(f"model description {source}: {len(palette)} palette colours for "
+                               f"{len(classes)} classes")
     return ModelDescription(
         name=str(name), classes=classes, num_classes=len(classes) if classes else num_classes,
         palette=tuple(tuple(c) for c in palette) if palette else None,

@@ -47,7 +47,10 @@ def model_metadata(name=DEFAULT_MODEL):
         meta = json.load(f)
     for key in ("weights", "int8_weights"):  # int8: the quantised ONNX export, where one ships
         if key in meta:
-            meta[key] = str(folder / meta[key])
+            name = pathlib.PurePath(str(meta[key]))
+            if name.is_absolute() or ".." in name.parts:  # a model's files stay in its folder
+                raise ValueError(f"{path}: {key} {meta[key]!r} is outside the models folder {folder}")
+            meta[key] = str(folder / name)
     return meta
 
 
