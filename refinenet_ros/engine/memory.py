@@ -29,9 +29,6 @@ class SpikeDetector:
             self.sizes.append(size)
         return SPIKE if spike else RELEASE if release else None
 
-    def is_spike(self, size):
-        return self.observe(size) == SPIKE
-
     def idle_release_due(self):
         """At an idle moment: whether calls much larger than the smallest recent one may hold
         memory since the last release (counted as released from now on)."""
