@@ -48,8 +48,8 @@ class Pipeline:
         self._tickets = threading.Semaphore(threads + 1)  # batches between taking and publishing
         self._in_flight = _Limit(streams)
         self._numbering = threading.Lock()
-        self._taken = 0
-        self._last_frame, self._release_lock = float("inf"), threading.Lock()
+        self._taken = self._published = 0  # batches numbered, and published in that order
+        self._last_work, self._release_lock = float("inf"), threading.Lock()  # last frame taken or published
         self.inference = [threading.Thread(target=self._inference_loop, name=f"inference-{i}", daemon=True)
                           for i in range(threads)]
         self.publishing = threading.Thread(target=self._publish_loop, name="publishing", daemon=True)
@@ -95,7 +95,7 @@ class Pipeline:
             self._tickets.release()
             self._idle()
             return
-        self._last_frame = time.monotonic()
+        self._last_work = time.monotonic()
         settings = parts.settings()  # the settings now in force, after the wait
         jobs, results = [], []
         try:
@@ -104,11 +104,13 @@ class Pipeline:
             self.handover.put((number, jobs, results, settings))
 
     def _idle(self):
-        """No frame pending: a second after the last one, give back what large frames left."""
-        if time.monotonic() - self._last_frame > IDLE_RELEASE_S and self._release_lock.acquire(blocking=False):
+        """No frame pending: a second after the last frame was taken and the last batch published
+        (nothing of a large frame is referenced any more), give back what large frames left."""
+        idle = self._published == self._taken and time.monotonic() - self._last_work > IDLE_RELEASE_S
+        if idle and self._release_lock.acquire(blocking=False):
             try:
                 self.parts.segmenter.release_memory()
-                self._last_frame = float("inf")  # once per idle period
+                self._last_work = float("inf")  # once per idle period
             finally:
                 self._release_lock.release()
 
@@ -167,6 +169,7 @@ class Pipeline:
             while next_number in waiting:
                 self._publish(*waiting.pop(next_number))
                 next_number += 1
+                self._published, self._last_work = next_number, time.monotonic()
                 self._tickets.release()
         for number in sorted(waiting):  # stopping: every inference thread has ended
             self._publish(*waiting.pop(number))

@@ -108,12 +108,11 @@ class OpenVinoNetwork:
                 self._graphs.clear()
 
     def release_memory(self):
-        """Idle after large inputs: graphs kept for inputs much larger than the smallest go."""
+        """Idle after large inputs: every graph goes, the next frame compiles its own again
+        (dropping only the large graphs left their memory held with the small ones)."""
         if self._spikes.idle_release_due():
             with self._lock:
-                smallest = min((g.size for g in self._graphs.values()), default=0)
-                for key in [k for k, g in self._graphs.items() if g.size > self._spikes.factor * smallest]:
-                    del self._graphs[key]
+                self._graphs.clear()
 
     # -- the network interface ----------------------------------------------------------
     def __call__(self, x):
