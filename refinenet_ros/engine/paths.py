@@ -56,9 +56,10 @@ def model_metadata(name=DEFAULT_MODEL):
 
 def resolve_weights(weights, arch=None, precision="auto"):
     """``(path, arch, metadata)`` for ``weights``: "default" is the shipped model (its int8 export
-    for precision "int8"), with its metadata; anything else passes through with ``{}``. The one
-    place where "default" is resolved. Raises ValueError for an ``arch`` other than the shipped
-    model's and FileNotFoundError (saying what to do) when its file is missing."""
+    for precision "int8"), with its metadata; anything else passes through with ``{}``. For the
+    tools that load a checkpoint themselves (export, benchmark, demo); the engine's plan reads the
+    shipped model through :func:`.description.describe`. Raises ValueError for an ``arch`` other
+    than the shipped model's and FileNotFoundError (saying what to do) when its file is missing."""
     if not (isinstance(weights, str) and weights == "default"):
         return weights, arch, {}
     meta = model_metadata()
