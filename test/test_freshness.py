@@ -125,7 +125,8 @@ def test_the_node_chooses_frames_in_flight_on_its_live_camera_and_reports_label_
         assert node.segmenter.streams in (1, 2)
         ages = [float(v["label_age_ms"]) for v in values() if v.get("label_age_ms", "none yet") != "none yet"]
         assert ages and all(0 < a < 60000 for a in ages)
-        assert {"latency_ms_p50", "latency_ms_p90", "output_fps"} <= set(values()[-2]) | set(values()[-1])
+        assert {"latency_ms_p50", "latency_ms_p90", "output_fps", "dropped_for_fresher_frame_total"} <= \
+            set(values()[-2]) | set(values()[-1])
         count = len(labels)
         assert wait_until(lambda: len(labels) > count + 3, 30, lambda: publisher.publish(frame), period=0.05)
     finally:

@@ -71,6 +71,71 @@ def test_a_stalled_camera_does_not_delay_the_others():
     assert time.monotonic() - start < 4.0
 
 
+def camera_with_period(slots, period, frames=10, camera=0):
+    """``frames`` frames of ``camera`` received ``period`` s apart, the last one just now."""
+    now = time.monotonic()
+    for k in range(frames):
+        slots.put(PendingFrame(camera, message=f"f{k}", received=now - (frames - 1 - k) * period))
+    return now
+
+
+def test_a_stale_lone_frame_is_passed_over_for_the_cameras_next_one():
+    slots = FrameSlots(1)
+    period = 0.2
+    camera_with_period(slots, period)  # f9, received now
+    time.sleep(0.5 * period)  # f9 has waited past STALE_FRACTION of the period
+    threading.Timer(0.5 * period, lambda: slots.put(frame(0, "next"))).start()
+    assert [f.message for f in slots.take(1, timeout=0.0)] == ["next"]
+    assert slots.passed_over() == [1] and slots.dropped() == [10]
+
+
+def test_a_fresh_frame_is_taken_at_once():
+    slots = FrameSlots(1)
+    camera_with_period(slots, period=1.0)
+    start = time.monotonic()
+    assert [f.message for f in slots.take(1, timeout=0.0)] == ["f9"]
+    assert time.monotonic() - start < 0.3 and slots.passed_over() == [0]
+
+
+def test_a_stale_frame_is_taken_when_the_next_one_is_late_or_waiting_is_off():
+    slots = FrameSlots(1)
+    period = 0.1
+    camera_with_period(slots, period)
+    time.sleep(0.6 * period)
+    start = time.monotonic()
+    assert [f.message for f in slots.take(1, timeout=0.0)] == ["f9"]  # nothing came: kept at 1.5 periods
+    assert 0.5 * period < time.monotonic() - start < 10 * period and slots.passed_over() == [0]
+    camera_with_period(slots, period)
+    time.sleep(0.6 * period)
+    start = time.monotonic()
+    assert [f.message for f in slots.take(1, timeout=0.0, fresh=False)] == ["f9"]
+    assert time.monotonic() - start < 0.5 * period
+
+
+def test_no_wait_while_another_camera_has_a_frame_or_the_period_is_unknown():
+    slots = FrameSlots(2)
+    camera_with_period(slots, period=0.2)
+    slots.put(frame(1, "other"))
+    time.sleep(0.1)
+    start = time.monotonic()
+    assert sorted(f.message for f in slots.take(2, timeout=0.0)) == ["f9", "other"]
+    assert time.monotonic() - start < 0.1
+    slots = FrameSlots(1)
+    slots.put(frame(0, "first"))  # one frame: no period yet
+    time.sleep(0.1)
+    assert [f.message for f in slots.take(1, timeout=0.0)] == ["first"]
+
+
+def test_another_cameras_frame_ends_the_wait():
+    slots = FrameSlots(2)
+    camera_with_period(slots, period=1.0)
+    time.sleep(0.5)
+    threading.Timer(0.05, lambda: slots.put(frame(1, "other"))).start()
+    start = time.monotonic()
+    assert sorted(f.message for f in slots.take(2, timeout=0.0)) == ["f9", "other"]
+    assert time.monotonic() - start < 0.9
+
+
 def test_close_unblocks_take():
     slots = FrameSlots(1)
     threading.Timer(0.05, slots.close).start()
@@ -115,3 +180,14 @@ def test_palette_and_class_name_files(tmp_path):
     assert read_list_file(tmp_path / "names.txt", "class_names") == ["road", "sky"]
     with pytest.raises(ValueError, match="cannot read palette file"):
         read_list_file(tmp_path / "missing.yaml", "palette")
+
+
+def test_the_threshold_gives_younger_labels_where_segmenting_is_slower_than_the_camera():
+    from refinenet_ros.tools.simulate_fresh_frames import simulate
+    from refinenet_ros.ros.batching import STALE_FRACTION
+    period = 1000.0 / 30
+    for segment_ms in (45.0, 100.0):  # slower than the camera: waiting pays
+        never, rule = simulate(segment_ms, period, 1.0, 1500), simulate(segment_ms, period, STALE_FRACTION, 1500)
+        assert rule[0] < 0.97 * never[0] and rule[1] < never[1], (segment_ms, never, rule)
+    never, rule = simulate(20.0, period, 1.0, 1500), simulate(20.0, period, STALE_FRACTION, 1500)
+    assert rule == pytest.approx(never, rel=0.01)  # faster than the camera: nothing changes

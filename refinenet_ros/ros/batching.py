@@ -9,12 +9,22 @@ the batch: a stalled camera does not delay the others.
 Fairness: pending cameras are served round robin, starting after the camera served last, so
 no camera is served twice while another pending camera waits. Under any overload each active
 camera gets its share of the throughput, whatever order or rate the cameras publish in.
+
+Fresh frames: when the only pending frame has already waited ``STALE_FRACTION`` of its camera's
+frame period and that camera's next frame is due, take() waits for the next frame instead (up
+to half a period late, then takes the old one). A label made from a frame that sat in its slot is
+old the moment it is published; waiting gives younger labels on average whenever segmenting takes
+longer than the camera period, and spends no cycles on the stale frame (docs/node.md).
 """
+import statistics
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 ACTIVE_WINDOW_S = 1.0
+STALE_FRACTION = 0.4  # of the camera period: the age-optimal threshold in docs/performance.md
+PERIOD_SAMPLES = 16   # arrival intervals per camera behind its period (median)
 
 
 @dataclass
@@ -30,6 +40,8 @@ class FrameSlots:
         self._slots = [None] * num_cameras
         self._dropped = [0] * num_cameras
         self._last_put = [float("-inf")] * num_cameras
+        self._intervals = [deque(maxlen=PERIOD_SAMPLES) for _ in range(num_cameras)]
+        self._passed_over = [0] * num_cameras  # stale frames replaced while take() waited
         self._next = 0  # round robin: the first camera to consider at the next take()
         self._condition = threading.Condition()
         self._closed = False
@@ -41,6 +53,9 @@ class FrameSlots:
             if replaced:
                 self._dropped[frame.camera] += 1
             self._slots[frame.camera] = frame
+            interval = frame.received - self._last_put[frame.camera]
+            if 0 < interval <= ACTIVE_WINDOW_S:
+                self._intervals[frame.camera].append(interval)
             self._last_put[frame.camera] = frame.received
             self._condition.notify()
         return replaced
@@ -50,11 +65,13 @@ class FrameSlots:
         with self._condition:
             self._slots[camera] = None
             self._last_put[camera] = float("-inf")
+            self._intervals[camera].clear()
 
-    def take(self, max_batch_size, timeout, idle_timeout=0.1):
+    def take(self, max_batch_size, timeout, idle_timeout=0.1, fresh=True):
         """Up to ``max_batch_size`` pending frames, round robin across cameras. Blocks until one is pending
         (returns [] after ``idle_timeout`` or when closed), then waits up to ``timeout`` s for
-        the batch to fill with every camera that could still contribute."""
+        the batch to fill with every camera that could still contribute; with ``fresh``, a lone
+        stale frame waits for its camera's next one (module docstring)."""
         with self._condition:
             if not self._condition.wait_for(lambda: self._closed or self._pending(), idle_timeout):
                 return []
@@ -67,6 +84,8 @@ class FrameSlots:
                 if remaining <= 0:
                     break
                 self._condition.wait(remaining)
+            if fresh and not self._closed:
+                self._wait_for_fresh_frame()
             if self._closed:
                 return []
             count = len(self._slots)
@@ -82,6 +101,11 @@ class FrameSlots:
         with self._condition:
             return list(self._dropped)
 
+    def passed_over(self):
+        """Per camera, the stale frames dropped for the camera's next one (part of dropped())."""
+        with self._condition:
+            return list(self._passed_over)
+
     def close(self):
         with self._condition:
             self._closed = True
@@ -89,3 +113,25 @@ class FrameSlots:
 
     def _pending(self):
         return sum(frame is not None for frame in self._slots)
+
+    def _wait_for_fresh_frame(self):
+        """With one frame pending and stale, wait until its camera's next frame replaces it (or
+        another camera's frame arrives); past half a period after it was due, keep the old one."""
+        pending = [frame for frame in self._slots if frame is not None]
+        if len(pending) != 1:
+            return
+        stale = pending[0]
+        intervals = self._intervals[stale.camera]
+        if len(intervals) < intervals.maxlen // 2:
+            return  # period not known yet
+        period = statistics.median(intervals)
+        if time.monotonic() - stale.received < STALE_FRACTION * period:
+            return
+        deadline = stale.received + 1.5 * period
+        while not self._closed and self._slots[stale.camera] is stale and self._pending() == 1:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._condition.wait(remaining)
+        if self._slots[stale.camera] is not stale:
+            self._passed_over[stale.camera] += 1

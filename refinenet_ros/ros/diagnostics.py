@@ -73,7 +73,7 @@ class NodeStats:
             self._stages.setdefault(name, deque(maxlen=MAX_SAMPLES)).append(ms)
 
     def report(self, node_name, dropped, device, precision, arch, backend, state="active", streams=1,
-               in_flight=""):
+               in_flight="", passed_over=None):
         """A DiagnosticArray for the period since the last report (and starts a new period)."""
         now = time.monotonic()
         with self._lock:
@@ -81,8 +81,9 @@ class NodeStats:
             self._period_start = now
             ages = self.age.ages_ms()
             self.age.reset()
-            statuses = [self._camera_status(node_name, camera, dropped[i], period, device, ages[i])
-                        for i, camera in enumerate(self._cameras)]
+            passed_over = passed_over or [0] * len(self._cameras)
+            statuses = [self._camera_status(node_name, camera, (dropped[i], passed_over[i]), period, device,
+                                            ages[i]) for i, camera in enumerate(self._cameras)]
             batches = list(self._batch_sizes)
             inference = list(self._inference_ms)
             stages = {name: list(samples) for name, samples in self._stages.items()}
@@ -105,6 +106,7 @@ class NodeStats:
         return array
 
     def _camera_status(self, node_name, camera, dropped, period, device, label_age_ms):
+        """``dropped``: (frames dropped in all, of which passed over for the camera's next one)."""
         latencies = list(camera.latencies)
         status = DiagnosticStatus(name=f"{node_name}: {camera.topic}", hardware_id=device)
         if camera.bad:
@@ -115,7 +117,7 @@ class NodeStats:
             status.message = "ok" if camera.received else "no frames"
         status.values = _values(
             input_fps=camera.received / period, output_fps=camera.published / period,
-            dropped_frames_total=dropped, bad_frames=camera.bad,
+            dropped_frames_total=dropped[0], dropped_for_fresher_frame_total=dropped[1], bad_frames=camera.bad,
             label_age_ms=float(label_age_ms) if label_age_ms is not None else "none yet",
             latency_ms_p50=_percentile(latencies, 50), latency_ms_p90=_percentile(latencies, 90),
             latency_ms_p99=_percentile(latencies, 99))

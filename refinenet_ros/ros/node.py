@@ -242,7 +242,8 @@ class SegmentationNode(LifecycleNode):
         dropped = self._slots.dropped() if self._pipeline else [0] * len(self.cameras)
         self._diagnostics.publish(self._stats.report(
             name, dropped, str(seg.device), seg.precision, seg.arch, seg.backend, self.state, seg.streams,
-            self._in_flight.note if self._in_flight else ""))
+            self._in_flight.note if self._in_flight else "",
+            self._slots.passed_over() if self._pipeline else None))
 
     def destroy_node(self):
         self._stop_pipeline()  # the threads end first; rclpy destroys the entities

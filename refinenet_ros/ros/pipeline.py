@@ -88,7 +88,8 @@ class Pipeline:
         settings = parts.settings()
         batch = settings.max_batch_size if parts.segmenter.device.type == "cuda" else 1
         with self._numbering:  # numbers follow the order in which frames leave their slots
-            frames = parts.slots.take(batch, settings.batch_timeout_s)
+            frames = parts.slots.take(batch, settings.batch_timeout_s,
+                                      fresh=settings.wait_for_fresh_frames)
             number = self._taken
             self._taken += bool(frames)
         if not frames:

@@ -37,7 +37,8 @@ from ..ros.freshness import mean_age_ms
 from .processes import stop_processes
 
 SETTINGS = {"defaults": {}, "openvino 1 in flight": {"backend": "openvino", "inference_streams": 1},
-            "openvino 2 in flight": {"backend": "openvino", "inference_streams": 2}}
+            "openvino 2 in flight": {"backend": "openvino", "inference_streams": 2},
+            "defaults, no waiting for fresh frames": {"wait_for_fresh_frames": False}}
 TOPIC = "/fresh/image_raw"
 
 
