@@ -133,3 +133,24 @@ def test_streams_auto_is_two_on_a_cpu_of_two_cores_and_others_run_one(weights):
     for bad in (-1, 1.5, "two", True):
         with pytest.raises(ValueError, match="streams must be 'auto' or an integer >= 1"):
             Segmenter(weights=weights, device="cpu", precision="fp32", backend="openvino", streams=bad)
+
+
+@pytest.mark.parametrize("hint", ["f32", "bf16"])
+def test_separable_max_pools_give_the_same_values(repo_root, hint):
+    """The shipped int8 model's 16 CRP pools (5x5, stride 1) rewritten as 5x1 then 1x5: every
+    output value is bit for bit the same."""
+    from refinenet_ros.engine.backends.openvino_graph import separable_max_pools
+    core = ov.Core()
+    path = str(repo_root / "models" / "camvid_mbv2_int8.onnx")
+    original, rewritten = core.read_model(path), core.read_model(path)
+    assert separable_max_pools(rewritten) == 16
+    assert sum(op.get_type_name() == "MaxPool" for op in rewritten.get_ordered_ops()) == 32
+    if hint == "bf16" and "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("this CPU has no bf16")
+    x = (scene(96, 128).transpose(2, 0, 1)[None].astype(np.float32) - 128.0) / 64.0
+    outputs = []
+    for model in (original, rewritten):
+        model.reshape({model.inputs[0]: [1, 3, 96, 128]})
+        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
+        outputs.append(compiled.create_infer_request().infer({0: x})[0])
+    assert np.array_equal(*outputs)

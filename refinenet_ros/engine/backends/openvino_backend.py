@@ -21,7 +21,7 @@ from ..checks import check_streams
 from ..description import check_graph
 from ..memory import RELEASE, SPIKE, SpikeDetector
 from .base import RANDOM_INIT, BackendSpec, exported_onnx, with_probed_classes
-from .openvino_graph import frame_graph
+from .openvino_graph import frame_graph, separable_max_pools
 
 # device name of the plan -> OpenVINO's
 OPENVINO_DEVICES = {"cpu": "CPU", "intel_gpu": "GPU", "intel_npu": "NPU"}
@@ -70,6 +70,7 @@ class OpenVinoNetwork:
             raise ValueError(f"OpenVINO lists no {self.target} device here (it has "
                              f"{', '.join(self._core.available_devices)})")
         self._model = self._core.read_model(os.fspath(path))
+        separable_max_pools(self._model)
         self.device = torch.device("cpu")  # where the Segmenter's own tensors live
         graph_input, graph_output = self._model.inputs[0], self._model.outputs[0]
         dims = (_dims(graph_input.get_partial_shape()), graph_input.get_element_type().is_real(),
