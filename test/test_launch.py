@@ -69,3 +69,9 @@ def test_fastdds_profile_only_where_the_user_set_none():
     assert launch_helpers.needs_fastdds_profile({})
     assert not launch_helpers.needs_fastdds_profile({"FASTRTPS_DEFAULT_PROFILES_FILE": "/mine.xml"})
     assert not launch_helpers.needs_fastdds_profile({"FASTDDS_DEFAULT_PROFILES_FILE": "/mine.xml"})
+
+
+def test_the_profile_warning_only_where_fast_dds_has_no_profile():
+    assert "config/fastdds.xml" in launch_helpers.profile_warning("rmw_fastrtps_cpp", {})
+    assert launch_helpers.profile_warning("rmw_fastrtps_cpp", {"FASTDDS_DEFAULT_PROFILES_FILE": "/mine.xml"}) is None
+    assert launch_helpers.profile_warning("rmw_cyclonedds_cpp", {}) is None

@@ -49,7 +49,9 @@ class NodeProcess:
         env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID), ROS_LOG_DIR=str(tmp_path / "log"),
                    ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1",
                    FASTRTPS_DEFAULT_PROFILES_FILE=str(REPO / "config" / "fastdds.xml"),
-                   RMW_FASTRTPS_USE_QOS_FROM_XML="1", **(extra_env or {}))
+                   RMW_FASTRTPS_USE_QOS_FROM_XML="1")
+        env.update(extra_env or {})
+        env = {name: value for name, value in env.items() if value is not None}  # None: unset
         # the shipped parameter file first, the test's values over it (the later file wins)
         files = ["--params-file", str(REPO / "config" / "params.yaml"), "--params-file", str(params_file)]
         self.process = subprocess.Popen(node_command() + ["--ros-args"] + files, env=env, text=True,
@@ -185,6 +187,16 @@ def test_missing_weights_fail_at_start_up_naming_the_file(tmp_path):
     code, output = NodeProcess(tmp_path, weights=str(missing)).wait_exit()
     assert code == 1, output
     assert str(missing) in output and "Traceback" not in output
+    assert "Fast DDS runs without a profile" not in output
+
+
+def test_without_a_fast_dds_profile_the_node_says_what_to_set(tmp_path):
+    unset = dict.fromkeys(("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE",
+                           "RMW_FASTRTPS_USE_QOS_FROM_XML"))
+    code, output = NodeProcess(tmp_path, extra_env={**unset, "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"},
+                               weights=str(tmp_path / "nowhere.pth")).wait_exit()
+    assert code == 1, output
+    assert "Fast DDS runs without a profile" in output and "config/fastdds.xml" in output
 
 
 @pytest.mark.slow

@@ -45,6 +45,17 @@ def needs_fastdds_profile(environ=os.environ):
     return not any(environ.get(name) for name in PROFILE_VARIABLES)
 
 
+def profile_warning(rmw, environ=os.environ):
+    """The node's start-up warning where Fast DDS runs without a profile, else None."""
+    if rmw != "rmw_fastrtps_cpp" or not needs_fastdds_profile(environ):
+        return None
+    return ("Fast DDS runs without a profile: camera frames larger than its default 512 KB "
+            "shared-memory segment (VGA rgb8 and up) mostly get lost between processes. Set "
+            "FASTRTPS_DEFAULT_PROFILES_FILE to this package's config/fastdds.xml in the camera "
+            "driver's shell above all, and the node's (the launch files do it): docs/node.md, "
+            "'DDS: lost frames between processes'")
+
+
 def shipped_profile_actions():
     """Launch actions that select the shipped Fast DDS profile, where the user set none: its
     large shared-memory segment carries VGA frames, and RMW_FASTRTPS_USE_QOS_FROM_XML lets its

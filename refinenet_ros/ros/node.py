@@ -28,6 +28,7 @@ from .batching import FrameSlots, PendingFrame
 from .camera import Camera, CameraConfig
 from .diagnostics import NodeStats, unconfigured_report
 from .freshness import FramesInFlight, in_flight_candidates, streams_refused
+from .launch_helpers import profile_warning
 from .navigation import parse_mask_groups, publish_label_info
 from .params import (
     Settings,
@@ -65,6 +66,9 @@ class SegmentationNode(LifecycleNode):
         self.create_timer(0.5, lambda: self._in_flight and self._in_flight.tick())
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._name_clash_warned = False
+        warning = profile_warning(rclpy.get_rmw_implementation_identifier())
+        if warning:  # the camera's process most likely has no profile either
+            self.get_logger().warning(warning)
         if self._values["autostart"]:
             if self.trigger_configure() != SUCCESS:
                 raise StartupError(self._configure_error)
