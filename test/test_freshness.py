@@ -148,3 +148,24 @@ def test_two_frames_in_flight_are_refused_where_the_backend_runs_one_call_at_a_t
                 Parameter("backend", value="onnxruntime"), Parameter("inference_streams", value=2)])
     finally:
         rclpy.shutdown(context=context)
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_the_freshness_benchmark_reports_label_age_per_setting(tmp_path, capsys):
+    import json
+
+    import cv2
+
+    from refinenet_ros.tools import benchmark_freshness
+    rng = np.random.default_rng(0)
+    for k in range(4):
+        cv2.imwrite(str(tmp_path / f"frame_{k}.png"), rng.integers(0, 256, (240, 320, 3), np.uint8))
+    assert benchmark_freshness.main(["--frames", str(tmp_path), "--count", "4", "--rate", "15",
+                                     "--width", "320", "--height", "240", "--warmup", "1", "--seconds", "3",
+                                     "--settings", "defaults", "--domain-id", "38"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    measured = report["rounds"][0]["defaults"]
+    assert measured["label_age_ms"] > 0 and measured["labels_per_s"] > 0 and measured["node_cores"] > 0
+    assert measured["latency_ms_p50"] <= measured["latency_ms_p90"]
+    assert measured["configured"].startswith("configured: /fresh/image_raw")

@@ -1,7 +1,8 @@
 """How fresh the node's labels are under a live camera, per setting, in one run: one camera of
 real frames at a fixed rate (default 30 Hz, 640x480), the node started afresh for each setting
 (its own process, a fresh cache of backend decisions, so ``backend: auto`` measures at every
-start), settings in turn and in rounds (the machine is noisy: compare within a round).
+start), settings in turn and in rounds, every other round in reverse order (the machine is
+noisy: compare within a round).
 
     python -m refinenet_ros.tools.benchmark_freshness --frames ../shared/data/camvid/val.txt \\
         --rounds 2 [--compare-source ../main]
@@ -175,9 +176,10 @@ def main(argv=None):
     rounds = []
     try:
         with tempfile.TemporaryDirectory(prefix="refinenet_freshness_") as folder:
-            for _ in range(args.rounds):
+            for number in range(args.rounds):
                 row = {}
-                for name, overrides, source in settings:
+                # every other round in reverse order: a drift of the machine favours no setting
+                for name, overrides, source in settings[::-1] if number % 2 else settings:
                     process, log_path = start_node(folder, args, name, overrides, source)
                     try:
                         row[name] = measure(camera, process, log_path, args)
