@@ -169,3 +169,23 @@ def test_the_freshness_benchmark_reports_label_age_per_setting(tmp_path, capsys)
     assert measured["label_age_ms"] > 0 and measured["labels_per_s"] > 0 and measured["node_cores"] > 0
     assert measured["latency_ms_p50"] <= measured["latency_ms_p90"]
     assert measured["configured"].startswith("configured: /fresh/image_raw")
+
+
+def test_the_count_to_start_with_is_the_one_the_age_model_prefers():
+    """Two in flight start first only where the start-up measurement gave them over 5/3 the
+    frames/s of one (below that, one gives younger labels); with two cores, both are tried."""
+    import dataclasses
+
+    from refinenet_ros import Segmenter
+    from refinenet_ros.engine.backends import TWO_AT_ONCE
+    from refinenet_ros.ros.freshness import in_flight_candidates
+    pytest.importorskip("openvino")
+    segmenter = Segmenter(weights=None, num_classes=3, device="cpu", precision="fp32", backend="openvino")
+    plan = segmenter.network.plan
+    label = f"{plan.backend}/{plan.precision}"
+    for one_ms, two_ms, expected in ((10.0, 7.5, [1, 2]), (10.0, 5.0, [2, 1]), (None, None, [1, 2])):
+        measured = {label: one_ms, label + TWO_AT_ONCE: two_ms} if one_ms else {}
+        segmenter.network.plan = dataclasses.replace(plan, measured=measured)
+        assert in_flight_candidates(0, segmenter, cores=2) == expected
+    assert in_flight_candidates(0, segmenter, cores=1) == [segmenter.streams]
+    assert in_flight_candidates(1, segmenter, cores=2) == [segmenter.streams]

@@ -11,6 +11,9 @@ import threading
 import time
 
 AUTO_IN_FLIGHT = (1, 2)  # what inference_streams 0 tries, where the backend overlaps calls
+# Two in flight give younger labels than one only above this frames/s gain (docs/node.md): the
+# count to start with, before the live trial has measured both.
+AGE_BREAK_EVEN_GAIN = 5 / 3
 
 
 class LabelAge:
@@ -168,9 +171,12 @@ def streams_refused(requested, segmenter):
 
 def in_flight_candidates(requested, segmenter, cores=None):
     """The frames in flight to try: with ``inference_streams`` 0 (auto) on a CPU of two or more
-    cores and a backend that overlaps calls, 1 and 2 (the start-up choice first); else the one
-    there is."""
+    cores and a backend that overlaps calls, 1 and 2, the one with the younger labels by the
+    start-up measurement first (two where they gave over AGE_BREAK_EVEN_GAIN x the frames/s of
+    one); else the one there is."""
     cores = len(os.sched_getaffinity(0)) if cores is None else cores
     if requested != 0 or not segmenter.overlaps or segmenter.device.type != "cpu" or cores < 2:
         return [segmenter.streams]
-    return sorted(AUTO_IN_FLIGHT, key=lambda n: n != segmenter.streams)
+    gain = getattr(getattr(segmenter.network, "plan", None), "streams_gain", None)
+    first = 2 if gain is not None and gain > AGE_BREAK_EVEN_GAIN else 1
+    return sorted(AUTO_IN_FLIGHT, key=lambda n: n != first)

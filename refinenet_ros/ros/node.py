@@ -132,6 +132,7 @@ class SegmentationNode(LifecycleNode):
             context_ok=self.context.ok, max_in_flight=max(candidates)))
         self._in_flight = FramesInFlight(candidates, self._apply_in_flight, self._stats.trial_age,
                                          self._stats.input_rate, log=self.get_logger().info)
+        self._apply_in_flight(candidates[0])  # until the live trial has measured them all
         for camera in self.cameras:
             camera.set_active(True)
         self.get_logger().info("active: segmenting the cameras that have subscribers")
