@@ -53,6 +53,7 @@ def test_demo_writes_pictures_and_report(repo_root, tmp_path, tiny_weights):
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((output / "report.json").read_text())
     assert report["measured_frames"] == 6 and report["output_fps"] > 0
+    assert report["node_frames_in_flight"]  # measured once the node had chosen it
     assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["max"]
     assert report["device"] == "cpu" and report["source_name"] == "street.avi"
     assert report["classes_seen"] and all(name.startswith("class_") for name in report["classes_seen"])

@@ -37,6 +37,8 @@ from .processes import log_tail, ros_environment, start_process, stop_processes
 
 CAMERA = "camera"  # frames on /camera/image_raw, results on /camera/segmentation/*
 OUTPUTS = ("labels", "color", "overlay")
+UNSETTLED = ("trying", "no frames yet")  # the node's frames_in_flight while it is still choosing
+SETTLE_TIMEOUT_S = 60.0  # after the first result: measure anyway
 
 
 class DemoError(RuntimeError):
@@ -95,6 +97,7 @@ class Recorder(Node):
         self.latencies_ms, self.output_times, self.class_pixels = [], [], {}
         self.input_times = []  # the source's own rate, which bounds what the node can show
         self.engine, self.dropped = {}, None  # from the node's /diagnostics
+        self.in_flight = ""  # the node's frames in flight and how it chose them; measured once chosen
         self.create_subscription(Image, f"/{CAMERA}/image_raw", self.on_input, qos_profile_sensor_data)
         for kind in OUTPUTS:
             self.create_subscription(Image, f"/{CAMERA}/segmentation/{kind}",
@@ -120,7 +123,7 @@ class Recorder(Node):
         index = self.segmented
         self.segmented += 1
         self.pending.setdefault(self.stamp(msg), {})["index"] = index
-        if index < self.warmup or len(self.output_times) >= self.frames:
+        if not self.settled or index < self.warmup or len(self.output_times) >= self.frames:
             return
         self.latencies_ms.append((received - self.stamp(msg) / 1e9) * 1000.0)
         self.output_times.append(time.monotonic())
@@ -146,8 +149,20 @@ class Recorder(Node):
             values = {kv.key: kv.value for kv in status.values}
             if status.name.endswith(": inference") and values.get("batches_per_s", "0.00") != "0.00":
                 self.engine = values
+                if not self.settled and not any(w in values.get("frames_in_flight", "") for w in UNSETTLED):
+                    self.settle(values.get("frames_in_flight", ""))
             elif "dropped_frames_total" in values:
                 self.dropped = int(values["dropped_frames_total"])
+
+    settled = property(lambda self: bool(self.in_flight))
+
+    def settle(self, in_flight):
+        """Measure from the next frame on: the node's steady state, after its live trial."""
+        self.in_flight = in_flight or "unknown"
+        self.warmup = max(self.warmup, self.segmented)
+        self.targets = [self.warmup + t - self.targets[0] for t in self.targets] if self.targets else []
+        self.snapshots = []
+        print(f"frames in flight: {self.in_flight}; measuring from frame {self.warmup}", flush=True)
 
     def done(self):
         return len(self.output_times) >= self.frames
@@ -179,6 +194,8 @@ def record(recorder, processes, args):
         if first_output is None and now - started > args.startup_timeout:
             raise DemoError(f"no segmentation within {args.startup_timeout:.0f} s; segmentation_node log:\n"
                             f"{log_tail(processes[0])}")
+        if first_output is not None and not recorder.settled and now - first_output > SETTLE_TIMEOUT_S:
+            recorder.settle("not chosen within the demo's wait")
         if first_output is not None and now - first_output > args.duration:
             print(f"stopping after --duration {args.duration:.0f} s")
             break
@@ -188,14 +205,6 @@ def record(recorder, processes, args):
             fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
             print(f"  {len(times)}/{args.frames} frames measured, {fps:.1f} fps, "
                   f"latency p50 {np.percentile(recorder.latencies_ms, 50):.0f} ms", flush=True)
-
-
-def _rate_over(times, window):
-    """Frames per second of ``times`` within the span of ``window`` (the measured outputs)."""
-    if len(window) < 2:
-        return None
-    inside = [t for t in times if window[0] <= t <= window[-1]]
-    return round((len(inside) - 1) / (window[-1] - window[0]), 2) if len(inside) > 1 else None
 
 
 def write_outputs(recorder, output, class_names, facts):
@@ -259,7 +268,8 @@ def run(args):
                      warmup_frames=args.warmup, wall_time_s=round(time.monotonic() - started, 1),
                      node_inference_ms_p50=recorder.engine.get("inference_ms_p50"),
                      node_streams=int(recorder.engine.get("streams", 1)),
-                     source_fps=_rate_over(recorder.input_times, recorder.output_times),
+                     node_frames_in_flight=recorder.in_flight,
+                     source_fps=demo_render.rate_over(recorder.input_times, recorder.output_times),
                      node_dropped_frames=recorder.dropped,
                      rmw=os.environ["RMW_IMPLEMENTATION"])
     finally:

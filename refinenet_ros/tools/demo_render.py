@@ -118,3 +118,11 @@ def report_text(report):
         else:
             lines.append(f"{key}: {value}")
     return "\n".join(lines) + "\n"
+
+
+def rate_over(times, window):
+    """Frames per second of ``times`` within the span of ``window`` (the measured outputs)."""
+    if len(window) < 2:
+        return None
+    inside = [t for t in times if window[0] <= t <= window[-1]]
+    return round((len(inside) - 1) / (window[-1] - window[0]), 2) if len(inside) > 1 else None
