@@ -82,7 +82,7 @@ class NodeStats:
             ages = self.age.ages_ms()
             self.age.reset()
             passed_over = passed_over or [0] * len(self._cameras)
-            statuses = [self._camera_status(node_name, camera, (dropped[i], passed_over[i]), period, device,
+            statuses = [self._camera_status(node_name, camera, dropped[i], passed_over[i], period, device,
                                             ages[i]) for i, camera in enumerate(self._cameras)]
             batches = list(self._batch_sizes)
             inference = list(self._inference_ms)
@@ -105,8 +105,8 @@ class NodeStats:
         array = DiagnosticArray(status=statuses + [engine])
         return array
 
-    def _camera_status(self, node_name, camera, dropped, period, device, label_age_ms):
-        """``dropped``: (frames dropped in all, of which passed over for the camera's next one)."""
+    def _camera_status(self, node_name, camera, dropped, passed_over, period, device, label_age_ms):
+        """``passed_over``: of the ``dropped`` frames, those dropped for the camera's next one."""
         latencies = list(camera.latencies)
         status = DiagnosticStatus(name=f"{node_name}: {camera.topic}", hardware_id=device)
         if camera.bad:
@@ -117,7 +117,7 @@ class NodeStats:
             status.message = "ok" if camera.received else "no frames"
         status.values = _values(
             input_fps=camera.received / period, output_fps=camera.published / period,
-            dropped_frames_total=dropped[0], dropped_for_fresher_frame_total=dropped[1], bad_frames=camera.bad,
+            dropped_frames_total=dropped, dropped_for_fresher_frame_total=passed_over, bad_frames=camera.bad,
             label_age_ms=float(label_age_ms) if label_age_ms is not None else "none yet",
             latency_ms_p50=_percentile(latencies, 50), latency_ms_p90=_percentile(latencies, 90),
             latency_ms_p99=_percentile(latencies, 99))

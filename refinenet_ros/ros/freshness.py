@@ -169,6 +169,11 @@ def streams_refused(requested, segmenter):
     return None
 
 
+def streams_gain(segmenter):
+    """Frames/s of two calls at once over one, as the start-up measurement found, or None."""
+    return getattr(getattr(segmenter.network, "plan", None), "streams_gain", None)
+
+
 def in_flight_candidates(requested, segmenter, cores=None):
     """The frames in flight to try: with ``inference_streams`` 0 (auto) on a CPU of two or more
     cores and a backend that overlaps calls, 1 and 2, the one with the younger labels by the
@@ -177,6 +182,6 @@ def in_flight_candidates(requested, segmenter, cores=None):
     cores = len(os.sched_getaffinity(0)) if cores is None else cores
     if requested != 0 or not segmenter.overlaps or segmenter.device.type != "cpu" or cores < 2:
         return [segmenter.streams]
-    gain = getattr(getattr(segmenter.network, "plan", None), "streams_gain", None)
+    gain = streams_gain(segmenter)
     first = 2 if gain is not None and gain > AGE_BREAK_EVEN_GAIN else 1
     return sorted(AUTO_IN_FLIGHT, key=lambda n: n != first)
