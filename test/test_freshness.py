@@ -88,6 +88,17 @@ def test_a_marked_change_of_the_input_rate_runs_the_trial_again():
     assert chooser.current == 1
 
 
+def test_a_camera_that_pauses_and_resumes_is_not_a_new_load():
+    def pause_from_20_to_28_s(now, rate):  # as the node's 3 s rate window sees it
+        if now < 20.0 or now > 31.0:
+            return 30.0
+        if now < 23.0:
+            return 30.0 * (23.0 - now) / 3.0
+        return 0.0 if now < 28.0 else 30.0 * (now - 28.0) / 3.0
+    chooser, applied = _simulate(pause_from_20_to_28_s, {1: (0.5, 0.3), 2: (0.4, 0.7)})
+    assert applied.count(2) == 1 and chooser.current == 1  # tried once, at the start
+
+
 def test_without_two_candidates_nothing_is_tried():
     applied = []
     chooser = FramesInFlight([2], applied.append, LabelAge(1), lambda: 30.0)

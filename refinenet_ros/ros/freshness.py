@@ -73,12 +73,15 @@ class FramesInFlight:
 
     With ``candidates`` (1 and 2 where the backend overlaps calls and ``inference_streams`` is
     auto), each runs ``settle_s`` to take effect and ``measure_s`` to be measured, and the one with
-    the youngest labels is kept; the trial runs again when the input rate changes by more than
-    ``RATE_CHANGE`` x. :meth:`tick` runs on the node's timer; ``apply(n)`` puts ``n`` frames in
+    the youngest labels is kept; the trial runs again when the input rate has changed by more than
+    ``RATE_CHANGE`` x for ``CHANGE_HELD_S``. :meth:`tick` runs on the node's timer; ``apply(n)`` puts ``n`` frames in
     flight; ``log`` gets the line that states each choice with its figures.
     """
 
     RATE_CHANGE = 1.5
+    # a camera that pauses and resumes passes through a changed rate while the node's rate window
+    # empties and refills (docs/node.md); only a change that holds is a new load
+    CHANGE_HELD_S = 3.0
 
     def __init__(self, candidates, apply, age, input_rate, log=print, settle_s=2.0, measure_s=4.0,
                  clock=time.monotonic):
@@ -88,6 +91,7 @@ class FramesInFlight:
         self.current = self.candidates[0]
         self.figures = {}  # candidate -> ms of the last trial
         self._trial, self._phase_end, self._decided_rate = None, None, None
+        self._changed_since = None
 
     @property
     def note(self):
@@ -107,7 +111,7 @@ class FramesInFlight:
             return None
         now, rate = self._clock(), self._input_rate()
         if self._trial is None:
-            if rate > 0 and (self._decided_rate is None or _changed(rate, self._decided_rate, self.RATE_CHANGE)):
+            if self._rate_changed(now, rate):
                 self._start_trial(now)
             return None
         if now < self._phase_end:
@@ -124,8 +128,20 @@ class FramesInFlight:
             return None
         return self._decide(rate)
 
+    def _rate_changed(self, now, rate):
+        """Whether to try again: frames flow for the first time, or the input rate has differed
+        from the one last decided at by over RATE_CHANGE x for CHANGE_HELD_S."""
+        if self._decided_rate is None:
+            return rate > 0
+        if rate <= 0 or not _changed(rate, self._decided_rate, self.RATE_CHANGE):
+            self._changed_since = None
+            return False
+        if self._changed_since is None:
+            self._changed_since = now
+        return now - self._changed_since >= self.CHANGE_HELD_S
+
     def _start_trial(self, now):
-        self.figures = {}
+        self.figures, self._changed_since = {}, None
         self._switch(self.candidates[0], self.candidates[1:], now)
 
     def _switch(self, candidate, rest, now):
