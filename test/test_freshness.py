@@ -173,13 +173,19 @@ def test_the_freshness_benchmark_reports_label_age_per_setting(tmp_path, capsys)
     for k in range(4):
         cv2.imwrite(str(tmp_path / f"frame_{k}.png"), rng.integers(0, 256, (240, 320, 3), np.uint8))
     assert benchmark_freshness.main(["--frames", str(tmp_path), "--count", "4", "--rate", "15",
-                                     "--width", "320", "--height", "240", "--warmup", "1", "--seconds", "3",
-                                     "--settings", "defaults", "--domain-id", "38"]) == 0
-    report = json.loads(capsys.readouterr().out)
-    measured = report["rounds"][0]["defaults"]
-    assert measured["label_age_ms"] > 0 and measured["labels_per_s"] > 0 and measured["node_cores"] > 0
-    assert measured["latency_ms_p50"] <= measured["latency_ms_p90"]
-    assert measured["configured"].startswith("configured: /fresh/image_raw")
+                                     "--width", "320", "--height", "240", "--warmup", "1", "--settle", "1",
+                                     "--seconds", "3", "--rounds", "2", "--settings", "defaults",
+                                     "openvino 1 in flight", "--domain-id", "38"]) == 0
+    start = json.loads(capsys.readouterr().out)["starts"][0]
+    for row in start["rounds"]:  # each node measured in its own window, on its own topic
+        for measured in row.values():
+            assert measured["label_age_ms"] > 0 and measured["labels_per_s"] > 0 and measured["node_cores"] > 0
+            assert measured["latency_ms_p50"] <= measured["latency_ms_p90"]
+    assert start["nodes"]["defaults"]["configured"].startswith("configured: /fresh0/image_raw")
+    assert start["nodes"]["openvino 1 in flight"]["configured"].startswith("configured: /fresh1/image_raw")
+    ratios = [r["defaults_age_vs_best_openvino"] for r in start["summary"]["per_round"]]
+    assert len(ratios) == 2 and all(r > 0 for r in ratios)
+    assert start["summary"]["defaults_age_vs_best_openvino"]["min"] == min(ratios)
 
 
 def test_the_count_to_start_with_is_the_one_the_age_model_prefers():
