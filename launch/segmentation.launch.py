@@ -4,6 +4,7 @@
     ros2 launch refinenet_ros segmentation.launch.py image_topics:=/front/image_raw transport:=compressed
     ros2 launch refinenet_ros segmentation.launch.py image_topics:=/front/image_raw device:=cuda use_rviz:=true
     ros2 launch refinenet_ros segmentation.launch.py autostart:=false   # for a lifecycle manager
+    ros2 launch refinenet_ros segmentation.launch.py image_topics:=/front/image_raw cpus:=2,3
 
 For each camera "<ns>/<name>" the node publishes <ns>/segmentation/{labels,color,overlay,...}.
 Arguments left empty keep the value of params_file (config/params.yaml by default); the list
@@ -21,6 +22,7 @@ from launch_ros.substitutions import FindPackageShare
 from launch import LaunchDescription
 from refinenet_ros.ros.launch_helpers import (
     SEGMENTATION_ARGUMENTS,
+    cpu_prefix,
     node_overrides,
     params_file_value,
     rviz_available,
@@ -44,6 +46,7 @@ def launch_setup(context):
         namespace=values["namespace"],
         parameters=[params_file, overrides],
         ros_arguments=["--log-level", values["log_level"]],
+        prefix=cpu_prefix(values["cpus"]),
         output="screen",
         emulate_tty=True,
     )]

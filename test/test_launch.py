@@ -75,3 +75,13 @@ def test_the_profile_warning_only_where_fast_dds_has_no_profile():
     assert "config/fastdds.xml" in launch_helpers.profile_warning("rmw_fastrtps_cpp", {})
     assert launch_helpers.profile_warning("rmw_fastrtps_cpp", {"FASTDDS_DEFAULT_PROFILES_FILE": "/mine.xml"}) is None
     assert launch_helpers.profile_warning("rmw_cyclonedds_cpp", {}) is None
+
+
+def test_the_cpus_argument_becomes_a_taskset_prefix_or_a_clear_error():
+    assert launch_helpers.cpu_prefix("") is None
+    assert launch_helpers.cpu_prefix(" 0 ") == "taskset -c 0"
+    assert launch_helpers.cpu_prefix("0-1,3") == "taskset -c 0-1,3"
+    with pytest.raises(ValueError, match="CPU numbers and ranges"):
+        launch_helpers.cpu_prefix("first two")
+    with pytest.raises(ValueError, match="none of these CPUs is available"):
+        launch_helpers.cpu_prefix("4096")

@@ -201,7 +201,7 @@ def test_ros2_launch_demo_with_image_source(workspace, tmp_path, topic_recorder)
     domain_id = 72
     env = _workspace_env(workspace, domain_id)
     launch = Launch(env, "demo.launch.py", f"source:={folder}", "rate:=4", "camera:=democam",
-                    "precision:=int8")
+                    "precision:=int8", "cpus:=0")
     try:
         recorder = topic_recorder(domain_id)
         recorder.record(Image, "/democam/segmentation/labels", reliable=True)
@@ -212,6 +212,10 @@ def test_ros2_launch_demo_with_image_source(workspace, tmp_path, topic_recorder)
         got = subprocess.run([str(BIN / "ros2"), "param", "get", "--no-daemon", "--spin-time", "5", "/democam/image_source", "source"],
                              env=env, capture_output=True, text=True, timeout=60)
         assert str(folder) in got.stdout, got
+        node_pid = next(pid for pid in launch.pids() if b"segmentation_node" in
+                        pathlib.Path(f"/proc/{pid}/cmdline").read_bytes())
+        status = pathlib.Path(f"/proc/{node_pid}/status").read_text()
+        assert "Cpus_allowed_list:\t0\n" in status  # cpus:=0, passed through to the node
     finally:
         _stopped_cleanly(launch)
 

@@ -5,6 +5,8 @@ No torch import: ``ros2 launch`` stays quick.
 """
 import copy
 import os
+import re
+import shutil
 import tempfile
 
 import yaml
@@ -26,6 +28,8 @@ SEGMENTATION_ARGUMENTS = {
     "use_rviz": ("false", "start RViz2 with colour and overlay displays for every camera "
                  "(skipped with a warning where rviz2 is not installed)"),
     "log_level": ("info", "node log level: debug | info | warn | error"),
+    "cpus": ("", "CPUs the node may run on, a taskset list such as 2,3 or 2-3 (inference threads "
+             "follow; the other cores stay free for other nodes); empty = all"),
 }
 # Arguments demo.launch.py adds for image_source (it passes the others to segmentation.launch.py).
 SOURCE_ARGUMENTS = {
@@ -36,6 +40,27 @@ SOURCE_ARGUMENTS = {
 }
 PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
 PROFILE_QOS_VARIABLE = ("RMW_FASTRTPS_USE_QOS_FROM_XML", "1")  # the profile's memory policy applies
+
+
+def cpu_prefix(cpus):
+    """The command prefix that keeps the node on ``cpus`` (the ``cpus`` launch argument), or None
+    for all of them; ValueError says what is wrong with the list."""
+    cpus = cpus.strip()
+    if not cpus:
+        return None
+    if not re.fullmatch(r"\d+(-\d+)?(,\d+(-\d+)?)*", cpus):
+        raise ValueError(f"cpus:={cpus!r}: give CPU numbers and ranges separated by commas, e.g. 2,3 or 2-3")
+    available = os.sched_getaffinity(0)
+    wanted = set()
+    for part in cpus.split(","):
+        first, _, last = part.partition("-")
+        wanted |= set(range(int(first), int(last or first) + 1))
+    if not wanted & available:
+        raise ValueError(f"cpus:={cpus}: none of these CPUs is available here (this process may use "
+                         f"{', '.join(map(str, sorted(available)))})")
+    if shutil.which("taskset") is None:
+        raise ValueError("cpus: needs taskset (Debian/Ubuntu package util-linux), which is not on PATH")
+    return f"taskset -c {cpus}"
 
 
 def needs_fastdds_profile(environ=os.environ):
