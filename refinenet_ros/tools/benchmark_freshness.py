@@ -145,7 +145,8 @@ class SettingNode:
         camera.active, deadline = self.index, time.monotonic() + 600
         while not camera.window(self.index, 1.0):
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name}: no labels; its log ends: {open(self.log_path).read()[-2000:]}")
+                with open(self.log_path) as log:
+                    raise RuntimeError(f"{self.name}: no labels; its log ends: {log.read()[-2000:]}")
         time.sleep(warmup)
 
     def measure(self, camera, settle_s, seconds):
@@ -163,7 +164,8 @@ class SettingNode:
                 "cpu_ms_per_label": _round(1000 * cores / labels_per_s if labels_per_s else None)}
 
     def choices(self):
-        lines = open(self.log_path).read().splitlines()
+        with open(self.log_path) as log:
+            lines = log.read().splitlines()
         return {"configured": next((line[line.index("configured:"):][:400] for line in lines
                                     if "configured:" in line), None),
                 "frames_in_flight": [line[line.index("frames in flight:"):] for line in lines
