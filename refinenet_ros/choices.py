@@ -26,5 +26,8 @@ OUTPUT_RESOLUTIONS = ("input", "network")
 QOS_PROFILES = ("sensor_data", "reliable")
 # image_transport's names: sensor_msgs/Image on <topic>, CompressedImage on <topic>/compressed.
 TRANSPORTS = ("raw", "compressed")
+# A lone frame that waited too long for the pipeline: skipped for its camera's next frame,
+# segmented all the same, or whichever gives younger labels on the live cameras.
+STALE_FRAMES = ("auto", "skip", "segment")
 # QoS of the node's outputs: reliable (RViz, Nav2) or best effort (bandwidth-limited links).
 OUTPUT_QOS_PROFILES = ("reliable", "best_effort")

@@ -51,11 +51,11 @@ def test_the_age_from_a_client_s_arrivals_is_the_same_integral():
 
 
 def _simulate(choice, timelines, seconds=60.0, rate=30.0):
-    """Run ``choice`` with labels following ``timelines[n]`` = (period, latency) while n frames
-    are in flight; returns the counts applied, in order."""
+    """Run ``choice`` with labels following ``timelines[c]`` = (period, latency) while candidate
+    c is in force (the candidates: the keys, in order); returns the candidates applied, in order."""
     clock, applied = Clock(), []
     age = LabelAge(1, clock=clock)
-    chooser = FramesInFlight([1, 2], applied.append, age, lambda: rate, log=lambda line: None,
+    chooser = FramesInFlight(list(timelines), applied.append, age, lambda: rate, log=lambda line: None,
                              clock=clock)
     next_label = 0.0
     while clock.now < seconds:
@@ -78,6 +78,16 @@ def test_the_count_with_the_youngest_labels_is_kept():
     # two in flight twice as often at the same latency: younger labels -> two
     chooser, applied = _simulate(None, {1: (0.6, 0.5), 2: (0.3, 0.5)})
     assert chooser.current == 2 and applied[-1] == 2
+
+
+def test_segmenting_stale_frames_is_kept_where_it_gives_younger_labels():
+    from refinenet_ros.ros.freshness import Mode
+    # a CPU that segments slower after idling: skipping stale frames gives fewer and older labels
+    timelines = {Mode(1, True): (0.05, 0.05), Mode(1, False): (0.04, 0.045), Mode(2, True): (0.04, 0.08),
+                 Mode(2, False): (0.035, 0.08)}
+    chooser, applied = _simulate(None, timelines)
+    assert applied[:4] == list(timelines) and chooser.current == Mode(1, False) == applied[-1]
+    assert "1, stale frames segmented (youngest labels: 1, stale frames segmented:" in chooser.note
 
 
 def test_a_marked_change_of_the_input_rate_runs_the_trial_again():
@@ -175,14 +185,14 @@ def test_the_freshness_benchmark_reports_label_age_per_setting(tmp_path, capsys)
     assert benchmark_freshness.main(["--frames", str(tmp_path), "--count", "4", "--rate", "15",
                                      "--width", "320", "--height", "240", "--warmup", "1", "--settle", "1",
                                      "--seconds", "3", "--rounds", "2", "--settings", "defaults",
-                                     "openvino 1 in flight", "--domain-id", "38"]) == 0
+                                     "openvino 1 in flight, segment stale frames", "--domain-id", "38"]) == 0
     start = json.loads(capsys.readouterr().out)["starts"][0]
     for row in start["rounds"]:  # each node measured in its own window, on its own topic
         for measured in row.values():
             assert measured["label_age_ms"] > 0 and measured["labels_per_s"] > 0 and measured["node_cores"] > 0
             assert measured["latency_ms_p50"] <= measured["latency_ms_p90"]
     assert start["nodes"]["defaults"]["configured"].startswith("configured: /fresh0/image_raw")
-    assert start["nodes"]["openvino 1 in flight"]["configured"].startswith("configured: /fresh1/image_raw")
+    assert start["nodes"]["openvino 1 in flight, segment stale frames"]["configured"].startswith("configured: /fresh1/image_raw")
     ratios = [r["defaults_age_vs_best_openvino"] for r in start["summary"]["per_round"]]
     assert len(ratios) == 2 and all(r > 0 for r in ratios)
     assert start["summary"]["defaults_age_vs_best_openvino"]["min"] == min(ratios)
@@ -206,3 +216,17 @@ def test_the_count_to_start_with_is_the_one_the_age_model_prefers():
         assert in_flight_candidates(0, segmenter, cores=2) == expected
     assert in_flight_candidates(0, segmenter, cores=1) == [segmenter.streams]
     assert in_flight_candidates(1, segmenter, cores=2) == [segmenter.streams]
+
+
+def test_the_trial_tries_skipping_stale_frames_only_where_stale_frames_is_auto():
+    from refinenet_ros import Segmenter
+    from refinenet_ros.ros.freshness import Mode, trial_modes
+    pytest.importorskip("openvino")
+    segmenter = Segmenter(weights=None, num_classes=3, device="cpu", precision="fp32", backend="openvino")
+    assert trial_modes(0, "auto", segmenter, cores=2) == [Mode(1, True), Mode(1, False), Mode(2, True),
+                                                          Mode(2, False)]
+    assert trial_modes(0, "segment", segmenter, cores=2) == [Mode(1, False), Mode(2, False)]
+    assert trial_modes(1, "skip", segmenter, cores=2) == [Mode(1, True)]
+    torch_segmenter = Segmenter(weights=None, num_classes=3, device="cpu", precision="fp32", backend="torch")
+    assert trial_modes(0, "auto", torch_segmenter, cores=2) == [Mode(1, True), Mode(1, False)]
+    assert str(Mode(2, False)) == "2, stale frames segmented"

@@ -1,19 +1,32 @@
-"""How fresh the node's labels are, and the choice of frames in flight that keeps them freshest.
+"""How fresh the node's labels are, and the way of taking frames that keeps them freshest.
 
 A navigation stack acts on the newest label it holds, so the figure that counts is that label's
 age - the time since its frame was received - averaged over time: latency plus the wait for the
-next label. :class:`LabelAge` measures it per camera. :class:`FramesInFlight` chooses how many
-frames the node segments at once by that figure, measured on the live cameras (docs/node.md,
-"Frames in flight"). No ROS imports.
+next label. :class:`LabelAge` measures it per camera. :class:`FramesInFlight` chooses how the
+node takes frames - how many it segments at once, and whether a lone stale frame is skipped for
+the camera's next one - by that figure, measured on the live cameras (docs/node.md, "Frames in
+flight"). No ROS imports.
 """
 import os
 import threading
 import time
+from typing import NamedTuple
 
 AUTO_IN_FLIGHT = (1, 2)  # what inference_streams 0 tries, where the backend overlaps calls
 # Two in flight give younger labels than one only above this frames/s gain (docs/node.md): the
 # count to start with, before the live trial has measured both.
 AGE_BREAK_EVEN_GAIN = 5 / 3
+
+
+class Mode(NamedTuple):
+    """How the pipeline takes frames: ``in_flight`` frames segmented at once; with
+    ``skip_stale``, a lone frame that has waited too long is passed over for its camera's next
+    one (batching.FrameSlots)."""
+    in_flight: int
+    skip_stale: bool
+
+    def __str__(self):
+        return f"{self.in_flight}, stale frames {'skipped' if self.skip_stale else 'segmented'}"
 
 
 class LabelAge:
@@ -69,13 +82,14 @@ class LabelAge:
 
 
 class FramesInFlight:
-    """The number of frames segmented at once, chosen by label age on the live cameras.
+    """How frames are taken (a :class:`Mode`, or any ordered value), chosen by label age on the
+    live cameras.
 
-    With ``candidates`` (1 and 2 where the backend overlaps calls and ``inference_streams`` is
-    auto), each runs ``settle_s`` to take effect and ``measure_s`` to be measured, and the one with
-    the youngest labels is kept; the trial runs again when the input rate has changed by more than
-    ``RATE_CHANGE`` x for ``CHANGE_HELD_S``. :meth:`tick` runs on the node's timer; ``apply(n)`` puts ``n`` frames in
-    flight; ``log`` gets the line that states each choice with its figures.
+    With several ``candidates`` (:func:`trial_modes`), each runs ``settle_s`` to take effect and
+    ``measure_s`` to be measured, and the one with the youngest labels is kept; the trial runs
+    again when the input rate has changed by more than ``RATE_CHANGE`` x for ``CHANGE_HELD_S``.
+    :meth:`tick` runs on the node's timer; ``apply(candidate)`` puts a candidate in force; ``log``
+    gets the line that states each choice with its figures.
     """
 
     RATE_CHANGE = 1.5
@@ -99,10 +113,10 @@ class FramesInFlight:
         if len(self.candidates) < 2:
             return f"{self.current} (fixed)"
         if self._trial is not None:
-            return f"{self.current} (trying {', '.join(map(str, self.candidates))} on the live cameras)"
+            return f"{self.current} (trying {'; '.join(map(str, self.candidates))} on the live cameras)"
         if not self.figures:
             return f"{self.current} (no frames yet)"
-        figures = ", ".join(f"{c}: {ms:.0f} ms" for c, ms in sorted(self.figures.items()) if ms is not None)
+        figures = "; ".join(f"{c}: {ms:.0f} ms" for c, ms in sorted(self.figures.items()) if ms is not None)
         return f"{self.current} (youngest labels: {figures})"
 
     def tick(self):
@@ -156,8 +170,8 @@ class FramesInFlight:
         if best != self.current:
             self.current = best
             self._apply(best)
-        figures = ", ".join(f"{c}: {ms:.0f} ms" for c, ms in sorted(measured.items()))
-        line = (f"frames in flight: {best}, the youngest labels on the live cameras (time-weighted age "
+        figures = "; ".join(f"{c}: {ms:.0f} ms" for c, ms in sorted(measured.items()))
+        line = (f"frames in flight: {best} (the youngest labels on the live cameras; time-weighted age "
                 f"of the newest label with {figures}; input {rate:.1f} frames/s)")
         self._log(line)
         return line
@@ -201,3 +215,13 @@ def in_flight_candidates(requested, segmenter, cores=None):
     gain = streams_gain(segmenter)
     first = 2 if gain is not None and gain > AGE_BREAK_EVEN_GAIN else 1
     return sorted(AUTO_IN_FLIGHT, key=lambda n: n != first)
+
+
+def trial_modes(requested_streams, stale_frames, segmenter, cores=None):
+    """The :class:`Mode` s to try, the one to start with first: every frames-in-flight candidate
+    with stale frames skipped and, where ``stale_frames`` is auto, segmented too (skipping is
+    what the simple model of docs/node.md prefers; some CPUs segment a frame slower after idling,
+    which only the live trial sees)."""
+    skips = (True, False) if stale_frames == "auto" else (stale_frames == "skip",)
+    return [Mode(count, skip) for count in in_flight_candidates(requested_streams, segmenter, cores)
+            for skip in skips]

@@ -27,7 +27,7 @@ from rclpy.signals import SignalHandlerOptions
 from .batching import FrameSlots, PendingFrame
 from .camera import Camera, CameraConfig
 from .diagnostics import NodeStats, unconfigured_report
-from .freshness import FramesInFlight, in_flight_candidates, streams_refused
+from .freshness import FramesInFlight, streams_refused, trial_modes
 from .launch_helpers import profile_warning
 from .navigation import parse_mask_groups, publish_label_info
 from .params import (
@@ -125,14 +125,14 @@ class SegmentationNode(LifecycleNode):
     def on_activate(self, state):
         self._slots, self._stopping = FrameSlots(len(self.cameras)), threading.Event()
         seg = self.segmenter
-        candidates = in_flight_candidates(self._values["inference_streams"], seg)
+        candidates = trial_modes(self._values["inference_streams"], self._values["stale_frames"], seg)
         self._pipeline = Pipeline(Collaborators(
             slots=self._slots, stats=self._stats, segmenter=seg, cameras=self.cameras,
             settings=lambda: self._settings, problems=self._problems, stop=self._stopping,
-            context_ok=self.context.ok, max_in_flight=max(candidates)))
-        self._in_flight = FramesInFlight(candidates, self._apply_in_flight, self._stats.trial_age,
+            context_ok=self.context.ok, max_in_flight=max(m.in_flight for m in candidates)))
+        self._in_flight = FramesInFlight(candidates, self._apply_mode, self._stats.trial_age,
                                          self._stats.input_rate, log=self.get_logger().info)
-        self._apply_in_flight(candidates[0])  # until the live trial has measured them all
+        self._apply_mode(candidates[0])  # until the live trial has measured them all
         for camera in self.cameras:
             camera.set_active(True)
         self.get_logger().info("active: segmenting the cameras that have subscribers")
@@ -157,9 +157,9 @@ class SegmentationNode(LifecycleNode):
         self._release()
         return SUCCESS
 
-    def _apply_in_flight(self, count):
-        self._pipeline.set_in_flight(count)
-        self.segmenter.set_streams(count)
+    def _apply_mode(self, mode):
+        self._pipeline.set_mode(mode)
+        self.segmenter.set_streams(mode.in_flight)
 
     def _stop_pipeline(self):
         self._in_flight = None

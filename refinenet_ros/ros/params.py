@@ -24,6 +24,7 @@ from ..choices import (
     OUTPUT_RESOLUTIONS,
     PRECISIONS,
     QOS_PROFILES,
+    STALE_FRAMES,
     TRANSPORTS,
 )
 from ..engine.devices import device_name_problem
@@ -100,10 +101,10 @@ PARAMETERS = {
                             "one frame per call: batches only cost there)", runtime=True, range=(1, 64)),
     "batch_timeout_ms": Param(5.0, "longest wait for more cameras once a frame is pending",
                               runtime=True, range=(0.0, 1000.0)),
-    "wait_for_fresh_frames": Param(True, "with no other frame pending, pass over a frame that has "
-                                   "waited 0.4 of its camera's period and segment the camera's next "
-                                   "one: younger labels when segmenting is slower than the camera",
-                                   runtime=True),
+    "stale_frames": Param("auto", "a lone frame that has waited 0.4 of its camera's period when the "
+                          "pipeline frees up: skip = segment the camera's next one instead, segment = "
+                          "segment it, auto = whichever gives the youngest labels on the live cameras",
+                          choices=STALE_FRAMES),
     "inference_streams": Param(0, "frames segmented at once: 0 = auto (with OpenVINO on a CPU of 2 or "
                                "more cores, 1 or 2, whichever gives the youngest labels on the live "
                                "cameras; else 1); 1 = the lowest latency per frame; >= 2 for "
@@ -157,7 +158,6 @@ class Settings:
     output_resolution: str
     max_batch_size: int
     batch_timeout_s: float
-    wait_for_fresh_frames: bool
     published: frozenset      # the switchable outputs switched on (outputs.SWITCHES)
     overlay_alpha: float
     depth_min_m: float
@@ -172,7 +172,6 @@ class Settings:
                    output_resolution=values["output_resolution"],
                    max_batch_size=values["max_batch_size"],
                    batch_timeout_s=values["batch_timeout_ms"] / 1000.0,
-                   wait_for_fresh_frames=values["wait_for_fresh_frames"],
                    published=enabled_outputs(values),
                    overlay_alpha=values["overlay_alpha"], depth_min_m=values["depth_min_m"],
                    depth_max_m=values["depth_max_m"], cloud_stride=values["cloud_stride"])

@@ -47,6 +47,7 @@ class Pipeline:
         self.handover = queue.Queue()  # (number, jobs, results, settings), in any order
         self._tickets = threading.Semaphore(threads + 1)  # batches between taking and publishing
         self._in_flight = _Limit(streams)
+        self._skip_stale = True
         self._numbering = threading.Lock()
         self._taken = self._published = 0  # batches numbered, and published in that order
         self._last_work, self._release_lock = float("inf"), threading.Lock()  # last frame taken or published
@@ -66,9 +67,11 @@ class Pipeline:
         self.handover.put(_DONE)
         self.publishing.join()
 
-    def set_in_flight(self, count):
-        """Segment at most ``count`` frames at once from now on (up to the inference threads)."""
-        self._in_flight.set(count)
+    def set_mode(self, mode):
+        """Take frames as ``mode`` (freshness.Mode) says from now on: at most ``mode.in_flight``
+        at once (up to the inference threads), skipping stale lone frames or not."""
+        self._in_flight.set(mode.in_flight)
+        self._skip_stale = mode.skip_stale
 
     # -- inference threads --------------------------------------------------------------
     def _inference_loop(self):
@@ -88,8 +91,7 @@ class Pipeline:
         settings = parts.settings()
         batch = settings.max_batch_size if parts.segmenter.device.type == "cuda" else 1
         with self._numbering:  # numbers follow the order in which frames leave their slots
-            frames = parts.slots.take(batch, settings.batch_timeout_s,
-                                      fresh=settings.wait_for_fresh_frames)
+            frames = parts.slots.take(batch, settings.batch_timeout_s, fresh=self._skip_stale)
             number = self._taken
             self._taken += bool(frames)
         if not frames:

@@ -18,7 +18,8 @@ from its frame's stamp, averaged over time), labels/s, latency p50/p90 (stamp ->
 received), the node's CPU (cores, from /proc) and CPU per label; per setting, its node's log line
 on its choice of frames in flight. ``--compare-source`` runs the node of another checkout (e.g.
 an older main) with its defaults too, as ``defaults (compare)``. Summary: the defaults' age over
-the better of OpenVINO with 1 and 2 frames in flight (target <= 1.05), and CPU per label against
+the best of OpenVINO with 1 and 2 frames in flight, stale frames skipped or segmented, each
+fixed (target <= 1.05), and CPU per label against
 the compared checkout. Prints JSON.
 """
 import argparse
@@ -43,9 +44,12 @@ from ..ros.conversions import numpy_to_image
 from ..ros.freshness import mean_age_ms
 from .processes import stop_processes
 
-SETTINGS = {"defaults": {}, "openvino 1 in flight": {"backend": "openvino", "inference_streams": 1},
-            "openvino 2 in flight": {"backend": "openvino", "inference_streams": 2},
-            "defaults, no waiting for fresh frames": {"wait_for_fresh_frames": False}}
+# the defaults, and every mode their live trial chooses from, each fixed
+SETTINGS = {"defaults": {}, **{
+    f"openvino {count} in flight, {stale} stale frames": {
+        "backend": "openvino", "inference_streams": count, "stale_frames": stale}
+    for count in (1, 2) for stale in ("skip", "segment")}}
+FIXED_OPENVINO = [name for name in SETTINGS if name.startswith("openvino")]
 
 
 def parse_args(argv=None):
@@ -183,12 +187,11 @@ def _ratio(row, numerator, denominator, figure):
 
 
 def summarise(rounds):
-    """Per round, the defaults' age over the better OpenVINO setting and CPU per label over the
+    """Per round, the defaults' age over the best fixed OpenVINO setting and CPU per label over the
     compared checkout's; each ratio's median and range over the rounds."""
     per_round = []
     for row in rounds:
-        ovs = [row[s]["label_age_ms"] for s in ("openvino 1 in flight", "openvino 2 in flight")
-               if row.get(s, {}).get("label_age_ms")]
+        ovs = [row[s]["label_age_ms"] for s in FIXED_OPENVINO if row.get(s, {}).get("label_age_ms")]
         per_round.append({
             "defaults_age_vs_best_openvino": _ratio(row, "defaults", min(ovs) if ovs else None, "label_age_ms"),
             "defaults_cpu_per_label_vs_compare": _ratio(row, "defaults", "defaults (compare)", "cpu_ms_per_label"),
