@@ -16,7 +16,7 @@ ARCH_BUILDERS = {
     "gcn152": "gcn:gcn152",
 }
 ARCHS = tuple(ARCH_BUILDERS)
-# Inference backends of the engine; "auto": the fastest installed one, measured (engine/plan.py).
+# Inference backends of the engine; "auto": the fastest installed one, measured (engine/planning/plan.py).
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 # Numeric precisions; "auto": int8 where an int8 model exists, else fp16 on CUDA, fp32 or measured bf16 on a CPU.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
@@ -26,8 +26,8 @@ OUTPUT_RESOLUTIONS = ("input", "network")
 QOS_PROFILES = ("sensor_data", "reliable")
 # image_transport's names: sensor_msgs/Image on <topic>, CompressedImage on <topic>/compressed.
 TRANSPORTS = ("raw", "compressed")
-# A lone frame that waited too long for the pipeline: skipped for its camera's next frame,
-# segmented all the same, or whichever gives younger labels on the live cameras.
-STALE_FRAMES = ("auto", "skip", "segment")
+# A lone frame gone stale in the intake: wait for the next frame of its camera and segment that
+# (always), segment it (never), or whichever gives younger labels on the live cameras (auto).
+WAIT_FOR_NEXT_FRAME = ("auto", "always", "never")
 # QoS of the node's outputs: reliable (RViz, Nav2) or best effort (bandwidth-limited links).
 OUTPUT_QOS_PROFILES = ("reliable", "best_effort")

@@ -7,6 +7,9 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "refinenet_ros"
 # Lower numbers are lower layers; a module may import its own layer or lower ones. training
 # and ros share a level but must not import each other.
 LAYERS = {"choices": 0, "models": 1, "engine": 2, "training": 3, "ros": 3, "tools": 4}
+# The engine's rooms, lowest first: a module imports only its own room or lower ones. The facade
+# (engine/segmenter.py) and the modules beside it (the measuring child, sample frames) are on top.
+ENGINE_ROOMS = ("hardware", "model", "backends", "planning", "processing", None)
 ROS_PACKAGES = {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "rcl_interfaces", "vision_msgs",
                 "launch", "launch_ros", "ament_index_python", "builtin_interfaces", "rosidl_runtime_py"}
 MAX_FILE_LINES, MAX_FUNCTION_LINES = 300, 60
@@ -62,6 +65,31 @@ def test_imports_point_down_and_ros_stays_in_its_layer():
     assert not problems, "\n".join(problems)
 
 
+def engine_room(module):
+    """The index in ENGINE_ROOMS of an engine module (None: not in the engine)."""
+    parts = module.split(".")
+    if parts[:2] != ["refinenet_ros", "engine"]:
+        return None
+    room = parts[2] if len(parts) > 3 or (len(parts) == 3 and parts[2] in ENGINE_ROOMS) else None
+    return ENGINE_ROOMS.index(room)
+
+
+def test_engine_rooms_import_only_rooms_below_them():
+    rooms = {path.name for path in (PACKAGE / "engine").iterdir() if path.is_dir() and path.name != "__pycache__"}
+    assert rooms == set(ENGINE_ROOMS) - {None}, f"engine rooms {sorted(rooms)}: add a new one to ENGINE_ROOMS"
+    problems = []
+    for name, path, is_package in modules():
+        own = engine_room(name)
+        if own is None or name == "refinenet_ros.engine":
+            continue
+        assert (path.parent / "__init__.py").read_text().startswith('"""'), f"{path.parent} has no docstring"
+        for target in imports(name, path, is_package):
+            target_room = engine_room(target)
+            if target_room is not None and target_room > own and target != "refinenet_ros.engine":
+                problems.append(f"{name} ({ENGINE_ROOMS[own] or 'facade'}) imports {target}, a higher room")
+    assert not problems, "\n".join(problems)
+
+
 def test_no_import_cycle():
     graph = {}
     known = {name for name, _, _ in modules()}
@@ -105,7 +133,7 @@ def test_files_and_functions_are_short():
 
 def test_share_folder_found_from_a_source_checkout(monkeypatch):
     """Not installed (no package on AMENT_PREFIX_PATH or sys.prefix): the repository root."""
-    from refinenet_ros.engine import paths
+    from refinenet_ros.engine.model import shipped as paths
     monkeypatch.setenv("AMENT_PREFIX_PATH", "")
     monkeypatch.setattr(paths.sys, "prefix", "/nonexistent")
     assert paths.share_dir() == PACKAGE.parent

@@ -7,8 +7,8 @@ import threading
 import pytest
 import torch
 
-from refinenet_ros.engine import autotune
-from refinenet_ros.engine.cpu import cpu_info
+from refinenet_ros.engine.planning import autotune
+from refinenet_ros.engine.hardware.cpu import cpu_info
 from refinenet_ros.engine.backends import BACKENDS
 from refinenet_ros.models import create_model
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CameraInfo, Image, RegionOfInterest
 
-from refinenet_ros.engine.encodings import to_rgb
+from refinenet_ros.ros.encodings import to_rgb
 from refinenet_ros.ros.conversions import (
     ENCODINGS,
     ImageConversionError,

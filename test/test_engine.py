@@ -11,9 +11,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from refinenet_ros import SegmentationResult, Segmenter
-from refinenet_ros.engine import overlay, to_rgb
+from refinenet_ros.engine import overlay
 from refinenet_ros.engine.backends import BACKENDS
-from refinenet_ros.engine.palette import check_palette, voc_palette
+from refinenet_ros.ros.encodings import to_rgb
+from refinenet_ros.engine.model.palette import check_palette, voc_palette
 from refinenet_ros.models import create_model, normalize_images
 
 NUM_CLASSES = 5
@@ -183,7 +184,7 @@ def test_bad_arguments_raise_clear_errors(weights, segmenter):
         Segmenter(weights=weights, device="cpu", input_size=(0, 10))
     with pytest.raises(ValueError, match="scales"):
         Segmenter(weights=weights, device="cpu", scales=())
-    with pytest.raises(ValueError, match="num_classes=7 but"):
+    with pytest.raises(ValueError, match="7 classes named by num_classes but .* has 5 classes"):
         Segmenter(weights=weights, device="cpu", num_classes=7)
     with pytest.raises(ValueError, match="3 class names given for 5 classes"):
         Segmenter(weights=weights, device="cpu", class_names=["a", "b", "c"])
@@ -204,7 +205,7 @@ def test_missing_or_corrupt_weights(tmp_path):
 
 
 def test_default_weights(tmp_path):
-    from refinenet_ros.engine.paths import model_metadata
+    from refinenet_ros.engine.model.shipped import model_metadata
     meta = model_metadata()
     if not __import__("os").path.isfile(meta["weights"]):
         with pytest.raises(FileNotFoundError, match="default model weights .* not found"):
@@ -347,7 +348,7 @@ def test_onnxruntime_backend_labels_equal_the_torch_backend(tmp_path):
 
 @pytest.mark.parametrize("classes", [5, 300])
 def test_top_class_class_by_class_equals_all_classes_at_once(classes):
-    from refinenet_ros.engine.upsample import top_class
+    from refinenet_ros.engine.processing.upsample import top_class
     torch.manual_seed(0)
     logits = torch.randn(2, classes, 9, 13)
     logits[:, 1] = logits[:, 0]  # exact ties: the lower index wins on both paths
@@ -365,7 +366,7 @@ def test_top_class_class_by_class_equals_all_classes_at_once(classes):
 
 
 def test_large_outputs_go_class_by_class_with_the_same_results(weights, monkeypatch):
-    import refinenet_ros.engine.upsample as upsample
+    import refinenet_ros.engine.processing.upsample as upsample
     seg = Segmenter(weights=weights, device="cpu", backend="torch")
     images = frames((64, 96), (61, 83), seed=3)
     expected = seg.segment(images, with_confidence=True, overlay_alpha=0.5)

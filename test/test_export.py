@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from refinenet_ros.engine.export import (
+from refinenet_ros.engine.backends.export import (
     ExportWrapper,
     example_input,
     export_onnx,

@@ -1,7 +1,7 @@
-"""Label age, and frames in flight chosen by it: the time-weighted age of the newest label on a
-known timeline; the choice between one and two frames in flight on simulated label timelines
-(ros/freshness.py has no ROS in it); and the real node choosing on its live camera, reporting
-label age on /diagnostics, and refusing frames in flight that its backend cannot run."""
+"""Label age, and the intake mode chosen by it: the time-weighted age of the newest label on a
+known timeline; the live trial's choice between modes on simulated label timelines (ros/intake has
+no ROS in it); and the real node choosing on its live camera, reporting label age on /diagnostics,
+and refusing frames in flight that its backend cannot run."""
 import threading
 
 import numpy as np
@@ -15,7 +15,8 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from refinenet_ros.ros.conversions import numpy_to_image
-from refinenet_ros.ros.freshness import FramesInFlight, LabelAge, mean_age_ms
+from refinenet_ros.ros.intake.age import LabelAge, mean_age_ms
+from refinenet_ros.ros.intake.trial import IntakeMode, LiveTrial, TrialState
 from refinenet_ros.ros.node import SegmentationNode, StartupError
 
 
@@ -55,12 +56,11 @@ def _simulate(choice, timelines, seconds=60.0, rate=30.0):
     c is in force (the candidates: the keys, in order); returns the candidates applied, in order."""
     clock, applied = Clock(), []
     age = LabelAge(1, clock=clock)
-    chooser = FramesInFlight(list(timelines), applied.append, age, lambda: rate, log=lambda line: None,
-                             clock=clock)
+    chooser = LiveTrial(list(timelines), applied.append, age, lambda: rate, log=lambda line: None, clock=clock)
     next_label = 0.0
     while clock.now < seconds:
         clock.now = round(clock.now + 0.05, 3)
-        period, latency = timelines[chooser.current]
+        period, latency = timelines[chooser.mode]
         if clock.now >= next_label:
             age.published(0, received_at=clock.now - latency)
             next_label = clock.now + period
@@ -73,21 +73,21 @@ def _simulate(choice, timelines, seconds=60.0, rate=30.0):
 def test_the_count_with_the_youngest_labels_is_kept():
     # one in flight: a label every 0.5 s, 0.3 s old; two: every 0.4 s but 0.7 s old -> one
     chooser, applied = _simulate(None, {1: (0.5, 0.3), 2: (0.4, 0.7)})
-    assert chooser.current == 1 and applied[:2] == [1, 2] and applied[-1] == 1
+    assert chooser.mode == 1 and applied[:2] == [1, 2] and applied[-1] == 1 and chooser.state is TrialState.DECIDED
     assert chooser.figures[1] < chooser.figures[2] and "youngest labels" in chooser.note
     # two in flight twice as often at the same latency: younger labels -> two
     chooser, applied = _simulate(None, {1: (0.6, 0.5), 2: (0.3, 0.5)})
-    assert chooser.current == 2 and applied[-1] == 2
+    assert chooser.mode == 2 and applied[-1] == 2
 
 
-def test_segmenting_stale_frames_is_kept_where_it_gives_younger_labels():
-    from refinenet_ros.ros.freshness import Mode
-    # a CPU that segments slower after idling: skipping stale frames gives fewer and older labels
-    timelines = {Mode(1, True): (0.05, 0.05), Mode(1, False): (0.04, 0.045), Mode(2, True): (0.04, 0.08),
-                 Mode(2, False): (0.035, 0.08)}
+def test_not_waiting_for_the_next_frame_is_kept_where_it_gives_younger_labels():
+    # a CPU that segments slower after idling: waiting for the next frame gives fewer, older labels
+    timelines = {IntakeMode(1, True): (0.05, 0.05), IntakeMode(1, False): (0.04, 0.045),
+                 IntakeMode(2, True): (0.04, 0.08), IntakeMode(2, False): (0.035, 0.08)}
     chooser, applied = _simulate(None, timelines)
-    assert applied[:4] == list(timelines) and chooser.current == Mode(1, False) == applied[-1]
-    assert "1, stale frames segmented (youngest labels: 1, stale frames segmented:" in chooser.note
+    assert applied[:4] == list(timelines) and chooser.mode == IntakeMode(1, False) == applied[-1]
+    assert ("1, not waiting for the next frame (youngest labels: 1, not waiting for the next frame:"
+            in chooser.note)
 
 
 def test_a_marked_change_of_the_input_rate_runs_the_trial_again():
@@ -95,7 +95,7 @@ def test_a_marked_change_of_the_input_rate_runs_the_trial_again():
         return 10.0 if now > 30.0 else rate
     chooser, applied = _simulate(halve_at_30_s, {1: (0.5, 0.3), 2: (0.4, 0.7)})
     assert applied.count(2) == 2  # tried at the start and again after the change
-    assert chooser.current == 1
+    assert chooser.mode == 1
 
 
 def test_a_camera_that_pauses_and_resumes_is_not_a_new_load():
@@ -106,12 +106,12 @@ def test_a_camera_that_pauses_and_resumes_is_not_a_new_load():
             return 30.0 * (23.0 - now) / 3.0
         return 0.0 if now < 28.0 else 30.0 * (now - 28.0) / 3.0
     chooser, applied = _simulate(pause_from_20_to_28_s, {1: (0.5, 0.3), 2: (0.4, 0.7)})
-    assert applied.count(2) == 1 and chooser.current == 1  # tried once, at the start
+    assert applied.count(2) == 1 and chooser.mode == 1  # tried once, at the start
 
 
 def test_without_two_candidates_nothing_is_tried():
     applied = []
-    chooser = FramesInFlight([2], applied.append, LabelAge(1), lambda: 30.0)
+    chooser = LiveTrial([2], applied.append, LabelAge(1), lambda: 30.0)
     assert chooser.tick() is None and applied == [] and chooser.note == "2 (fixed)"
 
 
@@ -124,7 +124,7 @@ def test_the_node_chooses_frames_in_flight_on_its_live_camera_and_reports_label_
     node = SegmentationNode(context=context, parameter_overrides=[
         Parameter("image_topics", value=["/fresh/image_raw"]), Parameter("weights", value="default"),
         Parameter("device", value="cpu"), Parameter("backend", value="openvino"),
-        Parameter("precision", value="int8"), Parameter("inference_streams", value=0),
+        Parameter("precision", value="int8"), Parameter("frames_in_flight", value=0),
         Parameter("diagnostics_period", value=0.5)])
     client = rclpy.create_node("fresh_client", context=context)
     labels, reports = [], []
@@ -146,7 +146,7 @@ def test_the_node_chooses_frames_in_flight_on_its_live_camera_and_reports_label_
         assert node.segmenter.streams in (1, 2)
         ages = [float(v["label_age_ms"]) for v in values() if v.get("label_age_ms", "none yet") != "none yet"]
         assert ages and all(0 < a < 60000 for a in ages)
-        assert {"latency_ms_p50", "latency_ms_p90", "output_fps", "dropped_for_fresher_frame_total"} <= \
+        assert {"latency_ms_p50", "latency_ms_p90", "output_fps", "dropped_waited_for_next_frame_total"} <= \
             set(values()[-2]) | set(values()[-1])
         count = len(labels)
         assert wait_until(lambda: len(labels) > count + 3, 30, lambda: publisher.publish(frame), period=0.05)
@@ -162,11 +162,11 @@ def test_two_frames_in_flight_are_refused_where_the_backend_runs_one_call_at_a_t
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=38)
     try:
-        with pytest.raises(StartupError, match="inference_streams 2: the onnxruntime backend runs one call "
+        with pytest.raises(StartupError, match="frames_in_flight 2: the onnxruntime backend runs one call "
                                                "at a time"):
             SegmentationNode(context=context, parameter_overrides=[
                 Parameter("weights", value="default"), Parameter("device", value="cpu"),
-                Parameter("backend", value="onnxruntime"), Parameter("inference_streams", value=2)])
+                Parameter("backend", value="onnxruntime"), Parameter("frames_in_flight", value=2)])
     finally:
         rclpy.shutdown(context=context)
 
@@ -185,48 +185,35 @@ def test_the_freshness_benchmark_reports_label_age_per_setting(tmp_path, capsys)
     assert benchmark_freshness.main(["--frames", str(tmp_path), "--count", "4", "--rate", "15",
                                      "--width", "320", "--height", "240", "--warmup", "1", "--settle", "1",
                                      "--seconds", "3", "--rounds", "2", "--settings", "defaults",
-                                     "openvino 1 in flight, segment stale frames", "--domain-id", "38"]) == 0
+                                     "openvino 1 in flight, wait for the next frame never", "--domain-id", "38"]) == 0
     start = json.loads(capsys.readouterr().out)["starts"][0]
     for row in start["rounds"]:  # each node measured in its own window, on its own topic
         for measured in row.values():
             assert measured["label_age_ms"] > 0 and measured["labels_per_s"] > 0 and measured["node_cores"] > 0
             assert measured["latency_ms_p50"] <= measured["latency_ms_p90"]
     assert start["nodes"]["defaults"]["configured"].startswith("configured: /fresh0/image_raw")
-    assert start["nodes"]["openvino 1 in flight, segment stale frames"]["configured"].startswith("configured: /fresh1/image_raw")
+    assert start["nodes"]["openvino 1 in flight, wait for the next frame never"]["configured"].startswith("configured: /fresh1/image_raw")
     ratios = [r["defaults_age_vs_best_openvino"] for r in start["summary"]["per_round"]]
     assert len(ratios) == 2 and all(r > 0 for r in ratios)
     assert start["summary"]["defaults_age_vs_best_openvino"]["min"] == min(ratios)
 
 
-def test_the_count_to_start_with_is_the_one_the_age_model_prefers():
-    """Two in flight start first only where the start-up measurement gave them over 5/3 the
-    frames/s of one (below that, one gives younger labels); with two cores, both are tried."""
-    import dataclasses
-
+def test_the_trial_starts_with_the_engine_s_decision_and_waits_only_where_asked():
+    """The node's modes come from the engine's one decision of frames in flight (the plan's
+    count first; both counts only with frames_in_flight 0 where the backend overlaps calls), each
+    waiting for the next frame and, with wait_for_next_frame auto, not waiting too."""
     from refinenet_ros import Segmenter
-    from refinenet_ros.engine.backends import TWO_AT_ONCE
-    from refinenet_ros.ros.freshness import in_flight_candidates
+    from refinenet_ros.ros.intake.trial import trial_modes
     pytest.importorskip("openvino")
-    segmenter = Segmenter(weights=None, num_classes=3, device="cpu", precision="fp32", backend="openvino")
-    plan = segmenter.network.plan
-    label = f"{plan.backend}/{plan.precision}"
-    for one_ms, two_ms, expected in ((10.0, 7.5, [1, 2]), (10.0, 5.0, [2, 1]), (None, None, [1, 2])):
-        measured = {label: one_ms, label + TWO_AT_ONCE: two_ms} if one_ms else {}
-        segmenter.network.plan = dataclasses.replace(plan, measured=measured)
-        assert in_flight_candidates(0, segmenter, cores=2) == expected
-    assert in_flight_candidates(0, segmenter, cores=1) == [segmenter.streams]
-    assert in_flight_candidates(1, segmenter, cores=2) == [segmenter.streams]
-
-
-def test_the_trial_tries_skipping_stale_frames_only_where_stale_frames_is_auto():
-    from refinenet_ros import Segmenter
-    from refinenet_ros.ros.freshness import Mode, trial_modes
-    pytest.importorskip("openvino")
-    segmenter = Segmenter(weights=None, num_classes=3, device="cpu", precision="fp32", backend="openvino")
-    assert trial_modes(0, "auto", segmenter, cores=2) == [Mode(1, True), Mode(1, False), Mode(2, True),
-                                                          Mode(2, False)]
-    assert trial_modes(0, "segment", segmenter, cores=2) == [Mode(1, False), Mode(2, False)]
-    assert trial_modes(1, "skip", segmenter, cores=2) == [Mode(1, True)]
+    segmenter = Segmenter(weights=None, num_classes=3, device="cpu", precision="fp32", backend="openvino",
+                          streams="auto")
+    first = segmenter.plan.streams
+    other = 3 - first
+    assert trial_modes(0, "auto", segmenter, cores=2) == [IntakeMode(first, True), IntakeMode(first, False),
+                                                          IntakeMode(other, True), IntakeMode(other, False)]
+    assert trial_modes(0, "never", segmenter, cores=2) == [IntakeMode(first, False), IntakeMode(other, False)]
+    assert trial_modes(1, "always", segmenter, cores=2) == [IntakeMode(1, True)]
+    assert trial_modes(0, "auto", segmenter, cores=1) == [IntakeMode(first, True), IntakeMode(first, False)]
     torch_segmenter = Segmenter(weights=None, num_classes=3, device="cpu", precision="fp32", backend="torch")
-    assert trial_modes(0, "auto", torch_segmenter, cores=2) == [Mode(1, True), Mode(1, False)]
-    assert str(Mode(2, False)) == "2, stale frames segmented"
+    assert trial_modes(0, "auto", torch_segmenter, cores=2) == [IntakeMode(1, True), IntakeMode(1, False)]
+    assert str(IntakeMode(2, False)) == "2, not waiting for the next frame"

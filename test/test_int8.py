@@ -10,9 +10,9 @@ import torch
 from conftest import randomise_batchnorm
 
 from refinenet_ros import Segmenter
-from refinenet_ros.engine.export import ExportWrapper, export_onnx, load_fused_model
+from refinenet_ros.engine.backends.export import ExportWrapper, export_onnx, load_fused_model
 from refinenet_ros.engine.frames import frame_paths, read_frames
-from refinenet_ros.engine.quantize import FLOAT_LAYERS, quantize_onnx
+from refinenet_ros.training.quantize import FLOAT_LAYERS, quantize_onnx
 from refinenet_ros.models import create_model
 from refinenet_ros.tools.export import main as export_main
 
@@ -154,6 +154,6 @@ def test_shipped_int8_model_labels_99_percent_of_camvid_pixels_as_fp32(camvid_ro
 def test_auto_precision_on_a_cpu_picks_the_shipped_int8_model_and_says_why():
     auto = Segmenter(weights="default", device="cpu")
     assert auto.precision == "int8" and auto.backend in ("onnxruntime", "openvino")
-    assert "an int8 model exists" in auto.network.precision_reason
+    assert "an int8 model exists" in auto.plan.reason
     assert Segmenter(weights="default", device="cpu", precision="fp32").precision == "fp32"
     assert Segmenter(weights="default", device="cpu", backend="torch").precision == "fp32"

@@ -15,7 +15,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from refinenet_ros.engine.projection import depth_in_metres, project, resize_depth
+from refinenet_ros.ros.projection import depth_in_metres, project, resize_depth
 from refinenet_ros.models import create_model
 from refinenet_ros.ros.conversions import CLOUD_POINT, numpy_to_image
 from refinenet_ros.ros.navigation import mask, parse_mask_groups

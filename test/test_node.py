@@ -231,12 +231,12 @@ def test_flood_drops_old_frames_never_queues_and_ends_on_the_newest(ros):
     pixels = RNG.integers(0, 256, (64, 80, 3), dtype=np.uint8)
     client.wait_for("/cam_b/segmentation/labels", lambda m: True,
                     republish=lambda: client.publish("/cam_b", pixels))  # connected
-    dropped_before = node._slots.dropped()[1]
+    dropped_before = node._intake.dropped()["replaced"][1]
     processed_before = node.processed_frames[1]
     flood = [client.publish("/cam_b", pixels) for _ in range(300)]
     client.wait_for("/cam_b/segmentation/labels", lambda m: same_header(m, flood[-1]), timeout=30)
     processed = node.processed_frames[1] - processed_before
-    assert node._slots.dropped()[1] > dropped_before  # frames were replaced, not queued
+    assert node._intake.dropped()["replaced"][1] > dropped_before  # frames were replaced, not queued
     assert 1 <= processed < len(flood)
     time.sleep(0.5)
     assert node.processed_frames[1] - processed_before == processed  # nothing left queued
@@ -321,7 +321,7 @@ def test_node_runs_the_shipped_int8_model(tmp_path):
 def test_a_static_onnx_model_keeps_its_input_size(tmp_path):
     """Frames of any size run through a static export (resized to it); other sizes are refused."""
     pytest.importorskip("onnxruntime")
-    from refinenet_ros.engine.export import ExportWrapper, export_onnx
+    from refinenet_ros.engine.backends.export import ExportWrapper, export_onnx
     from refinenet_ros.models import fuse_for_inference
     model = fuse_for_inference(create_model("mbv2", NUM_CLASSES).eval())
     path = tmp_path / "static.onnx"

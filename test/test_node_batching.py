@@ -1,11 +1,14 @@
-"""Newest-frame-per-camera slots and parameter files of the node (no DDS needed)."""
+"""The frame intake (newest frame per camera, fairness, waiting for the next frame, drops by
+reason, the rules as pure functions) and the parameter files of the node (no DDS needed)."""
 import threading
 import time
 
 import pytest
 from rclpy.parameter import parameter_dict_from_yaml_file, parameter_value_to_python
 
-from refinenet_ros.ros.batching import FrameSlots, PendingFrame
+from refinenet_ros.ros.intake import rules
+from refinenet_ros.ros.intake.store import PendingFrame
+from refinenet_ros.ros.intake.taking import FrameIntake
 from refinenet_ros.ros.params import (
     PARAMETERS,
     check_value,
@@ -19,16 +22,16 @@ def frame(camera, tag):
 
 
 def test_a_new_frame_replaces_the_pending_one_and_counts_a_drop():
-    slots = FrameSlots(2)
+    slots = FrameIntake(2)
     assert not slots.put(frame(0, "a1"))
     assert slots.put(frame(0, "a2"))
     assert [f.message for f in slots.take(4, timeout=0.0)] == ["a2"]
-    assert slots.dropped() == [1, 0]
+    assert slots.dropped()["replaced"] == [1, 0]
     assert slots.take(4, timeout=0.0, idle_timeout=0.01) == []  # nothing queued behind it
 
 
 def test_take_batches_cameras_round_robin_up_to_the_limit():
-    slots = FrameSlots(3)
+    slots = FrameIntake(3)
     for camera in (2, 0, 1):
         slots.put(frame(camera, f"c{camera}"))
     assert [f.message for f in slots.take(2, timeout=0.0)] == ["c0", "c1"]
@@ -41,7 +44,7 @@ def test_overload_serves_every_camera_its_share(cameras, batch, takes_per_cycle)
     """Cameras publish in the same order every cycle, faster than frames are served: with
     newest-frame replacement, round robin still serves all of them alike (the old
     oldest-frame-first rule served the late publishers 9 times in 75)."""
-    slots = FrameSlots(cameras)
+    slots = FrameIntake(cameras)
     served = [0] * cameras
     for cycle in range(60):
         for camera in range(cameras):
@@ -54,7 +57,7 @@ def test_overload_serves_every_camera_its_share(cameras, batch, takes_per_cycle)
 
 
 def test_take_waits_for_other_active_cameras_within_the_timeout():
-    slots = FrameSlots(2)
+    slots = FrameIntake(2)
     slots.put(frame(0, "a"))
     slots.put(frame(1, "b"))
     slots.take(2, timeout=0.0)  # both cameras are now active
@@ -64,7 +67,7 @@ def test_take_waits_for_other_active_cameras_within_the_timeout():
 
 
 def test_a_stalled_camera_does_not_delay_the_others():
-    slots = FrameSlots(2)
+    slots = FrameIntake(2)
     slots.put(frame(0, "a"))  # camera 1 never sent anything
     start = time.monotonic()
     assert [f.message for f in slots.take(2, timeout=5.0)] == ["a"]
@@ -80,54 +83,54 @@ def camera_with_period(slots, period, frames=10, camera=0):
 
 
 def test_a_stale_lone_frame_is_passed_over_for_the_cameras_next_one():
-    slots = FrameSlots(1)
+    slots = FrameIntake(1)
     period = 0.2
     camera_with_period(slots, period)  # f9, received now
     time.sleep(0.5 * period)  # f9 has waited past STALE_FRACTION of the period
     threading.Timer(0.5 * period, lambda: slots.put(frame(0, "next"))).start()
     assert [f.message for f in slots.take(1, timeout=0.0)] == ["next"]
-    assert slots.passed_over() == [1] and slots.dropped() == [10]
+    assert slots.dropped()["waited_for_next_frame"] == [1] and slots.dropped()["replaced"] == [9]
 
 
 def test_a_fresh_frame_is_taken_at_once():
-    slots = FrameSlots(1)
+    slots = FrameIntake(1)
     camera_with_period(slots, period=1.0)
     start = time.monotonic()
     assert [f.message for f in slots.take(1, timeout=0.0)] == ["f9"]
-    assert time.monotonic() - start < 0.3 and slots.passed_over() == [0]
+    assert time.monotonic() - start < 0.3 and slots.dropped()["waited_for_next_frame"] == [0]
 
 
 def test_a_stale_frame_is_taken_when_the_next_one_is_late_or_waiting_is_off():
-    slots = FrameSlots(1)
+    slots = FrameIntake(1)
     period = 0.1
     camera_with_period(slots, period)
     time.sleep(0.6 * period)
     start = time.monotonic()
     assert [f.message for f in slots.take(1, timeout=0.0)] == ["f9"]  # nothing came: kept at 1.5 periods
-    assert 0.5 * period < time.monotonic() - start < 10 * period and slots.passed_over() == [0]
+    assert 0.5 * period < time.monotonic() - start < 10 * period and slots.dropped()["waited_for_next_frame"] == [0]
     camera_with_period(slots, period)
     time.sleep(0.6 * period)
     start = time.monotonic()
-    assert [f.message for f in slots.take(1, timeout=0.0, fresh=False)] == ["f9"]
+    assert [f.message for f in slots.take(1, timeout=0.0, wait_for_next_frame=False)] == ["f9"]
     assert time.monotonic() - start < 0.5 * period
 
 
 def test_no_wait_while_another_camera_has_a_frame_or_the_period_is_unknown():
-    slots = FrameSlots(2)
+    slots = FrameIntake(2)
     camera_with_period(slots, period=0.2)
     slots.put(frame(1, "other"))
     time.sleep(0.1)
     start = time.monotonic()
     assert sorted(f.message for f in slots.take(2, timeout=0.0)) == ["f9", "other"]
     assert time.monotonic() - start < 0.1
-    slots = FrameSlots(1)
+    slots = FrameIntake(1)
     slots.put(frame(0, "first"))  # one frame: no period yet
     time.sleep(0.1)
     assert [f.message for f in slots.take(1, timeout=0.0)] == ["first"]
 
 
 def test_another_cameras_frame_ends_the_wait():
-    slots = FrameSlots(2)
+    slots = FrameIntake(2)
     camera_with_period(slots, period=1.0)
     time.sleep(0.5)
     threading.Timer(0.05, lambda: slots.put(frame(1, "other"))).start()
@@ -137,9 +140,34 @@ def test_another_cameras_frame_ends_the_wait():
 
 
 def test_close_unblocks_take():
-    slots = FrameSlots(1)
+    slots = FrameIntake(1)
     threading.Timer(0.05, slots.close).start()
     assert slots.take(1, timeout=0.0, idle_timeout=30.0) == []
+
+
+def test_the_rules_are_pure_functions_of_what_is_known():
+    assert [rules.frames_wanted(4, active) for active in (0, 1, 3, 9)] == [1, 1, 3, 4]
+    assert not rules.is_stale(0.5, None)  # period unknown: never
+    assert not rules.is_stale(0.039, 0.1) and rules.is_stale(0.041, 0.1)
+    assert rules.next_frame_deadline(10.0, 0.1) == pytest.approx(10.15)
+    pending = [frame(camera, f"c{camera}") for camera in (0, 2, 3)]
+    taken, start = rules.round_robin(pending, cameras=4, start=2, limit=2)
+    assert [f.camera for f in taken] == [2, 3] and start == 0
+    taken, start = rules.round_robin(pending, cameras=4, start=0, limit=8)
+    assert [f.camera for f in taken] == [0, 2, 3] and start == 0
+    assert rules.round_robin([], cameras=4, start=1, limit=2) == ([], 1)
+
+
+def test_every_frame_not_segmented_is_counted_once_with_its_reason():
+    intake = FrameIntake(2)
+    intake.put(frame(0, "a"))
+    intake.unwanted(0)  # nobody listens: this frame and the pending one
+    intake.put(frame(1, "b"))
+    intake.put(frame(1, "b2"))
+    intake.close()  # b2 was pending
+    dropped = intake.dropped()
+    assert dropped == {"replaced": [0, 1], "waited_for_next_frame": [0, 0], "no_subscribers": [2, 0],
+                       "stopped": [0, 1]}
 
 
 def test_params_yaml_declares_every_parameter_with_its_default(repo_root):
@@ -184,7 +212,7 @@ def test_palette_and_class_name_files(tmp_path):
 
 def test_the_threshold_gives_younger_labels_where_segmenting_is_slower_than_the_camera():
     from refinenet_ros.tools.simulate_fresh_frames import simulate
-    from refinenet_ros.ros.batching import STALE_FRACTION
+    from refinenet_ros.ros.intake.rules import STALE_FRACTION
     period = 1000.0 / 30
     for segment_ms in (45.0, 100.0):  # slower than the camera: waiting pays
         never, rule = simulate(segment_ms, period, 1.0, 1500), simulate(segment_ms, period, STALE_FRACTION, 1500)

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from refinenet_ros import Segmenter
-from refinenet_ros.engine.export import ExportWrapper, export_onnx, load_fused_model
-from refinenet_ros.engine.upsample import top_class
+from refinenet_ros.engine.backends.export import ExportWrapper, export_onnx, load_fused_model
+from refinenet_ros.engine.processing.upsample import top_class
 from refinenet_ros.models import create_model
 
 ov = pytest.importorskip("openvino")
@@ -122,13 +122,26 @@ def test_streams_run_calls_at_once_with_the_labels_of_one_at_a_time(weights):
         np.testing.assert_array_equal(got.confidence, want.confidence)
 
 
-def test_streams_auto_is_two_on_a_cpu_of_two_cores_and_others_run_one(weights):
-    from refinenet_ros.engine.backends.openvino_backend import resolve_streams
-    assert [resolve_streams("auto", "cpu", cores=n) for n in (1, 2, 16)] == [1, 2, 2]
-    assert resolve_streams("auto", "intel_gpu", cores=8) == 1 and resolve_streams(3, "cpu") == 3
-    # measured: two frames in flight only where they buy enough frames/s for their latency
-    assert [resolve_streams("auto", "cpu", cores=2, gain=g) for g in (0.97, 1.04, 1.05, 1.2)] == [1, 1, 2, 2]
-    assert resolve_streams(2, "cpu", cores=2, gain=0.9) == 2  # an explicit number is honoured
+def test_streams_auto_is_two_only_where_two_in_flight_give_younger_labels(weights):
+    """One decision (engine/planning/streams.py) for the engine and the node: two calls at once
+    only for a backend that overlaps them, on a CPU of two or more cores, where two at once were
+    measured at over 5/3 the frames/s of one; an explicit number is honoured."""
+    from refinenet_ros.engine.backends import BACKENDS
+    from refinenet_ros.engine.planning.streams import resolve_streams, trial_counts
+    openvino, torch_ = BACKENDS["openvino"], BACKENDS["torch"]
+    assert [resolve_streams("auto", openvino, "cpu", gain=2.0, cores=n) for n in (1, 2, 16)] == [1, 2, 2]
+    gains = (None, 0.97, 1.2, 1.66, 1.7)
+    assert [resolve_streams("auto", openvino, "cpu", gain=g, cores=2) for g in gains] == [1, 1, 1, 1, 2]
+    assert resolve_streams("auto", openvino, "intel_gpu", gain=2.0, cores=8) == 1
+    assert resolve_streams(3, openvino, "cpu") == 3 and resolve_streams(2, openvino, "cpu", gain=0.9, cores=2) == 2
+    assert resolve_streams(3, torch_, "cpu") == 1
+    assert trial_counts("auto", openvino, "cpu", decided=2, cores=2) == [2, 1]
+    assert trial_counts(0, openvino, "cpu", decided=1, cores=2) == [1, 2]
+    assert trial_counts(1, openvino, "cpu", decided=1, cores=2) == [1]
+    assert trial_counts("auto", openvino, "cpu", decided=1, cores=1) == [1]
+    assert trial_counts("auto", torch_, "cpu", decided=1, cores=2) == [1]
+    unmeasured = Segmenter(weights=weights, device="cpu", precision="fp32", backend="openvino", streams="auto")
+    assert unmeasured.streams == unmeasured.plan.streams == 1  # compiled once, for the count it runs
     assert Segmenter(weights=weights, device="cpu", precision="fp32", backend="torch", streams=3).streams == 1
     for bad in (-1, 1.5, "two", True):
         with pytest.raises(ValueError, match="streams must be 'auto' or an integer >= 1"):

@@ -3,8 +3,8 @@ CPU class this project has met, decided from CpuInfo arguments so any machine te
 import pytest
 import torch
 
-from refinenet_ros.engine.cpu import CPU_CLASSES, CpuInfo, cpu_info, parse_override
-from refinenet_ros.engine.plan import make_plan
+from refinenet_ros.engine.hardware.cpu import CPU_CLASSES, CpuInfo, cpu_info, parse_override
+from refinenet_ros.engine.planning.plan import make_plan
 from refinenet_ros.engine.backends import BACKENDS
 from refinenet_ros.models import create_model
 

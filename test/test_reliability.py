@@ -116,7 +116,7 @@ def test_frames_in_flight_go_out_in_the_order_they_came(weights):
     """Two frames segmented at once (OpenVINO streams): a small frame taken after a big one
     finishes first, yet the camera's outputs keep the order of its frames."""
     pytest.importorskip("openvino")
-    ros = InProcess(weights, ["cam"], backend="openvino", precision="fp32", inference_streams=2)
+    ros = InProcess(weights, ["cam"], backend="openvino", precision="fp32", frames_in_flight=2)
     try:
         assert ros.node.segmenter.streams == 2
         stamp = 0

@@ -171,7 +171,7 @@ SHIPPED_FLOOR_MIOU = 0.45  # far below the figure reported in the model card
 
 
 def test_shipped_default_model_loads_strictly_and_segments_camvid(camvid_root):
-    from refinenet_ros.engine.paths import model_metadata
+    from refinenet_ros.engine.model.shipped import model_metadata
     meta = model_metadata()
     model = load_checkpoint(create_model(meta["arch"], meta["num_classes"]), meta["weights"])
     assert model.num_classes == 11

@@ -1,10 +1,11 @@
-"""The engine layer: batched inference without ROS (PyTorch or ONNX Runtime networks,
-precision and device choice, palettes, the encoding table, shipped-weights lookup, ONNX export
-and int8). Its public names are imported lazily, so that importing a light module such as
-``refinenet_ros.engine.encodings`` does not import torch."""
-__all__ = ["SegmentationResult", "Segmenter", "overlay", "to_rgb"]
-_HOMES = {"SegmentationResult": "segmenter", "Segmenter": "segmenter", "overlay": "palette",
-          "to_rgb": "encodings"}
+"""The engine layer: batched inference without ROS. Rooms, each importing only those below it:
+``hardware`` (this machine), ``model`` (what a model is), ``backends`` (how a network runs),
+``planning`` (choosing how to run), ``processing`` (running frames), then the facade
+(:class:`Segmenter`), the measuring child of ``backend: auto`` and sample frames. Public names are
+imported lazily, so that importing a light module such as ``refinenet_ros.engine.model.palette``
+does not import torch."""
+__all__ = ["SegmentationResult", "Segmenter", "overlay"]
+_HOMES = {"SegmentationResult": "processing.postprocess", "Segmenter": "segmenter", "overlay": "model.palette"}
 
 
 def __getattr__(name):

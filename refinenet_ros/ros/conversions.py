@@ -13,7 +13,7 @@ import numpy as np
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
-from ..engine.encodings import DEPTH_ENCODINGS, ENCODINGS, to_rgb
+from .encodings import DEPTH_ENCODINGS, ENCODINGS, to_rgb
 
 SUPPORTED_ENCODINGS = tuple(ENCODINGS) + tuple(e for e in DEPTH_ENCODINGS if e not in ENCODINGS)
 # The semantic point cloud's points: x y z (optical frame, metres), rgb (the class colour, packed

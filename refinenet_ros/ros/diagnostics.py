@@ -2,7 +2,8 @@
 
 Counters are written by the subscription callbacks and the inference thread and read by the
 diagnostics timer, under one lock; each report covers the period since the previous one and
-keeps a bounded number of latency samples, so memory never grows. Label age: :mod:`.freshness`.
+keeps a bounded number of latency samples, so memory never grows. Label age: :mod:`.intake.age`;
+dropped frames, by reason: :mod:`.intake.store`.
 """
 import threading
 import time
@@ -11,10 +12,10 @@ from collections import deque
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-from .freshness import LabelAge
+from .intake.age import LabelAge
+from .intake.store import DROP_REASONS
 
 MAX_SAMPLES = 4096  # latency / batch samples kept per period
-RATE_WINDOW_S = 3.0  # the input rate the choice of frames in flight watches
 
 
 class _Camera:
@@ -33,21 +34,13 @@ class NodeStats:
         self._inference_ms = deque(maxlen=MAX_SAMPLES)
         self._stages = {}  # stage -> ms samples: convert, preprocess, model, postprocess, publish
         self._period_start = time.monotonic()
-        self._arrivals = deque(maxlen=MAX_SAMPLES)  # receive times, for the input rate
         self.age = LabelAge(len(topics))        # per diagnostics period
-        self.trial_age = LabelAge(len(topics))  # for the choice of frames in flight
+        self.trial_age = LabelAge(len(topics))  # for the live trial of the intake mode
         self.last_inference_error = ""
 
     def received(self, camera):
         with self._lock:
             self._cameras[camera].received += 1
-            self._arrivals.append(time.monotonic())
-
-    def input_rate(self):
-        """Frames received per second, all cameras, over the last RATE_WINDOW_S."""
-        since = time.monotonic() - RATE_WINDOW_S
-        with self._lock:
-            return sum(t >= since for t in self._arrivals) / RATE_WINDOW_S
 
     def bad_frame(self, camera, reason):
         with self._lock:
@@ -72,18 +65,18 @@ class NodeStats:
         with self._lock:
             self._stages.setdefault(name, deque(maxlen=MAX_SAMPLES)).append(ms)
 
-    def report(self, node_name, dropped, device, precision, arch, backend, state="active", streams=1,
-               in_flight="", passed_over=None):
-        """A DiagnosticArray for the period since the last report (and starts a new period)."""
+    def report(self, node_name, dropped, device, precision, arch, backend, state="active", frames_in_flight="1"):
+        """A DiagnosticArray for the period since the last report (and starts a new period);
+        ``dropped``: {reason: per camera} since activation (None: no counts yet)."""
         now = time.monotonic()
         with self._lock:
             period = max(now - self._period_start, 1e-6)
             self._period_start = now
             ages = self.age.ages_ms()
             self.age.reset()
-            passed_over = passed_over or [0] * len(self._cameras)
-            statuses = [self._camera_status(node_name, camera, dropped[i], passed_over[i], period, device,
-                                            ages[i]) for i, camera in enumerate(self._cameras)]
+            dropped = dropped or {reason: [0] * len(self._cameras) for reason in DROP_REASONS}
+            statuses = [self._camera_status(node_name, camera, {r: counts[i] for r, counts in dropped.items()},
+                                            period, device, ages[i]) for i, camera in enumerate(self._cameras)]
             batches = list(self._batch_sizes)
             inference = list(self._inference_ms)
             stages = {name: list(samples) for name, samples in self._stages.items()}
@@ -96,8 +89,8 @@ class NodeStats:
             "running" if batches else "idle (no frames or no subscribers)" if state == "active" else state)
         self.last_inference_error = ""
         engine.values = _values(
-            state=state, device=device, precision=precision, backend=backend, arch=arch, streams=streams,
-            frames_in_flight=in_flight or f"{streams}",
+            state=state, device=device, precision=precision, backend=backend, arch=arch,
+            frames_in_flight=frames_in_flight,
             batches_per_s=len(batches) / period,
             mean_batch_size=np.mean(batches) if batches else 0.0,
             inference_ms_p50=_percentile(inference, 50), inference_ms_p99=_percentile(inference, 99),
@@ -105,8 +98,8 @@ class NodeStats:
         array = DiagnosticArray(status=statuses + [engine])
         return array
 
-    def _camera_status(self, node_name, camera, dropped, passed_over, period, device, label_age_ms):
-        """``passed_over``: of the ``dropped`` frames, those dropped for the camera's next one."""
+    def _camera_status(self, node_name, camera, dropped, period, device, label_age_ms):
+        """``dropped``: {reason: this camera's frames dropped for it since activation}."""
         latencies = list(camera.latencies)
         status = DiagnosticStatus(name=f"{node_name}: {camera.topic}", hardware_id=device)
         if camera.bad:
@@ -117,7 +110,8 @@ class NodeStats:
             status.message = "ok" if camera.received else "no frames"
         status.values = _values(
             input_fps=camera.received / period, output_fps=camera.published / period,
-            dropped_frames_total=dropped, dropped_for_fresher_frame_total=passed_over, bad_frames=camera.bad,
+            dropped_frames_total=sum(dropped.values()),
+            **{f"dropped_{reason}_total": count for reason, count in dropped.items()}, bad_frames=camera.bad,
             label_age_ms=float(label_age_ms) if label_age_ms is not None else "none yet",
             latency_ms_p50=_percentile(latencies, 50), latency_ms_p90=_percentile(latencies, 90),
             latency_ms_p99=_percentile(latencies, 99))

@@ -9,7 +9,7 @@ from collections import deque
 import numpy as np
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-from ..engine.projection import depth_in_metres, project, resize_depth
+from .projection import depth_in_metres, project, resize_depth
 from .conversions import image_to_numpy, pointcloud_message, scale_camera_info
 from .params import sibling_topic
 

@@ -5,7 +5,7 @@ outputs; activate: subscribe to the watched cameras and start inference; deactiv
 inference and unsubscribe (the model stays loaded); cleanup: release the model; shutdown from
 any state. With ``autostart`` (the default) it configures and activates itself at start.
 
-Callbacks only validate a frame (zero-copy) into its camera's slot; ros/pipeline.py's threads
+Callbacks only put a frame, still serialised, into the frame intake (ros/intake); ros/pipeline.py's threads
 segment and publish with the input's exact header. A camera is subscribed only while one of its
 outputs has a subscriber. Parameters: config/params.yaml; states, topics: docs/node.md.
 
@@ -24,10 +24,12 @@ from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 
-from .batching import FrameSlots, PendingFrame
+from ..engine.planning.streams import streams_refusal
 from .camera import Camera, CameraConfig
 from .diagnostics import NodeStats, unconfigured_report
-from .freshness import FramesInFlight, streams_refused, trial_modes
+from .intake.store import PendingFrame
+from .intake.taking import FrameIntake
+from .intake.trial import LiveTrial, trial_modes
 from .launch_helpers import profile_warning
 from .navigation import parse_mask_groups, publish_label_info
 from .params import (
@@ -62,8 +64,8 @@ class SegmentationNode(LifecycleNode):
         period = self._values["diagnostics_period"]
         self.create_timer(period if check_value("diagnostics_period", period) is None else 1.0,
                           self._publish_diagnostics)
-        self._in_flight = None  # the choice of frames in flight, while active
-        self.create_timer(0.5, lambda: self._in_flight and self._in_flight.tick())
+        self._trial = None  # the live trial of the intake mode, while active
+        self.create_timer(0.5, lambda: self._trial and self._trial.tick())
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._name_clash_warned = False
         warning = profile_warning(rclpy.get_rmw_implementation_identifier())
@@ -105,8 +107,8 @@ class SegmentationNode(LifecycleNode):
             raise StartupError(reason)
         self._settings = Settings.from_values(self._values)
         self.segmenter = self._build_segmenter()
-        reason = self.segmenter.input_size_refusal(self._settings.input_size) or streams_refused(
-            self._values["inference_streams"], self.segmenter)
+        reason = self.segmenter.input_size_refusal(self._settings.input_size) or streams_refusal(
+            self._values["frames_in_flight"], self.segmenter.network.spec)
         if reason:
             raise StartupError(reason)
         topics = self._values["image_topics"]
@@ -123,16 +125,16 @@ class SegmentationNode(LifecycleNode):
         self._label_info_publishers = publish_label_info(self, topics, self.segmenter.class_names)
 
     def on_activate(self, state):
-        self._slots, self._stopping = FrameSlots(len(self.cameras)), threading.Event()
-        seg = self.segmenter
-        candidates = trial_modes(self._values["inference_streams"], self._values["stale_frames"], seg)
+        self._intake, self._stopping = FrameIntake(len(self.cameras)), threading.Event()
+        modes = trial_modes(self._values["frames_in_flight"], self._values["wait_for_next_frame"],
+                            self.segmenter)
         self._pipeline = Pipeline(Collaborators(
-            slots=self._slots, stats=self._stats, segmenter=seg, cameras=self.cameras,
+            intake=self._intake, stats=self._stats, segmenter=self.segmenter, cameras=self.cameras,
             settings=lambda: self._settings, problems=self._problems, stop=self._stopping,
-            context_ok=self.context.ok, max_in_flight=max(m.in_flight for m in candidates)))
-        self._in_flight = FramesInFlight(candidates, self._apply_mode, self._stats.trial_age,
-                                         self._stats.input_rate, log=self.get_logger().info)
-        self._apply_mode(candidates[0])  # until the live trial has measured them all
+            mode=lambda: self._trial.mode if self._trial else modes[0], context_ok=self.context.ok,
+            max_in_flight=max(m.frames_in_flight for m in modes)))
+        self._trial = LiveTrial(modes, self._apply_mode, self._stats.trial_age, self._intake.arrivals.rate,
+                                log=self.get_logger().info)
         for camera in self.cameras:
             camera.set_active(True)
         self.get_logger().info("active: segmenting the cameras that have subscribers")
@@ -158,16 +160,16 @@ class SegmentationNode(LifecycleNode):
         return SUCCESS
 
     def _apply_mode(self, mode):
-        self._pipeline.set_mode(mode)
-        self.segmenter.set_streams(mode.in_flight)
+        self._pipeline.set_frames_in_flight(mode.frames_in_flight)
+        self.segmenter.set_streams(mode.frames_in_flight)
 
     def _stop_pipeline(self):
-        self._in_flight = None
+        self._trial = None
         for camera in self.cameras:
             camera.set_active(False)
         if self._pipeline is not None:
             self._stopping.set()
-            self._slots.close()
+            self._intake.close()
             self._pipeline.join()
             self._pipeline = None
 
@@ -180,7 +182,7 @@ class SegmentationNode(LifecycleNode):
             self.destroy_publisher(publisher)
         self.cameras, self._label_info_publishers, self.segmenter = [], [], None
         gc.collect()
-        from ..engine.memory import trim_heap
+        from ..engine.hardware.memory import trim_heap
         trim_heap()  # the model's pages go back to the system
 
     def _build_segmenter(self):
@@ -193,7 +195,7 @@ class SegmentationNode(LifecycleNode):
             return Segmenter(arch=values["arch"], weights=values["weights"],
                              num_classes=values["num_classes"] or None, device=values["device"],
                              precision=values["precision"], palette=palette, class_names=names,
-                             backend=values["backend"], streams=values["inference_streams"],
+                             backend=values["backend"], streams=values["frames_in_flight"],
                              model_info=values["model_info"] or None, label_map=values["label_map"] or None)
         except Exception as exc:  # noqa: BLE001 - any model-loading failure is a start-up error
             raise StartupError(f"cannot load the model (arch={values['arch']!r}, "
@@ -201,14 +203,14 @@ class SegmentationNode(LifecycleNode):
 
     # -- receiving (executor thread) ------------------------------------------------------
     def on_image(self, camera, data, message_type):
-        """A camera frame, still serialised: into its camera's slot, for the pipeline to decode."""
+        """A camera frame, still serialised: into the intake, for the pipeline to decode."""
         if self._pipeline is None:
             return  # a message taken while deactivating
         self._stats.received(camera.index)
         if not camera.wanted_outputs(self._settings):
-            self._slots.discard(camera.index)  # nobody listens: no inference at all
+            self._intake.unwanted(camera.index)  # nobody listens: no inference at all
             return
-        self._slots.put(PendingFrame(camera.index, data, message_type))
+        self._intake.put(PendingFrame(camera.index, data, message_type))
 
     # -- parameters and diagnostics (executor thread) ---------------------------------------
     def _on_set_parameters(self, parameters):
@@ -244,11 +246,10 @@ class SegmentationNode(LifecycleNode):
         if seg is None:  # unconfigured: only the state
             self._diagnostics.publish(unconfigured_report(name, self.state))
             return
-        dropped = self._slots.dropped() if self._pipeline else [0] * len(self.cameras)
+        dropped = self._intake.dropped() if self._pipeline else None
         self._diagnostics.publish(self._stats.report(
-            name, dropped, str(seg.device), seg.precision, seg.arch, seg.backend, self.state, seg.streams,
-            self._in_flight.note if self._in_flight else "",
-            self._slots.passed_over() if self._pipeline else None))
+            name, dropped, str(seg.device), seg.precision, seg.arch, seg.backend, self.state,
+            self._trial.note if self._trial else str(seg.streams)))
 
     def destroy_node(self):
         self._stop_pipeline()  # the threads end first; rclpy destroys the entities

@@ -7,7 +7,6 @@ import json
 import pathlib
 from dataclasses import dataclass
 
-import yaml
 from rcl_interfaces.msg import (
     FloatingPointRange,
     IntegerRange,
@@ -24,10 +23,11 @@ from ..choices import (
     OUTPUT_RESOLUTIONS,
     PRECISIONS,
     QOS_PROFILES,
-    STALE_FRAMES,
     TRANSPORTS,
+    WAIT_FOR_NEXT_FRAME,
 )
-from ..engine.devices import device_name_problem
+from ..engine.hardware.devices import device_name_problem
+from ..engine.model.files import read_yaml
 from .outputs import OUTPUTS, SWITCHES, enabled_outputs
 
 MAX_INPUT_SIZE = 8192
@@ -101,14 +101,14 @@ PARAMETERS = {
                             "one frame per call: batches only cost there)", runtime=True, range=(1, 64)),
     "batch_timeout_ms": Param(5.0, "longest wait for more cameras once a frame is pending",
                               runtime=True, range=(0.0, 1000.0)),
-    "stale_frames": Param("auto", "a lone frame that has waited 0.4 of its camera's period when the "
-                          "pipeline frees up: skip = segment the camera's next one instead, segment = "
-                          "segment it, auto = whichever gives the youngest labels on the live cameras",
-                          choices=STALE_FRAMES),
-    "inference_streams": Param(0, "frames segmented at once: 0 = auto (with OpenVINO on a CPU of 2 or "
-                               "more cores, 1 or 2, whichever gives the youngest labels on the live "
-                               "cameras; else 1); 1 = the lowest latency per frame; >= 2 for "
-                               "throughput (OpenVINO only)", range=(0, 16)),
+    "wait_for_next_frame": Param("auto", "a lone frame that has waited 0.4 of its camera's period when "
+                                 "the pipeline frees up: always = wait for the camera's next frame and "
+                                 "segment that, never = segment it, auto = whichever gives the youngest "
+                                 "labels on the live cameras", choices=WAIT_FOR_NEXT_FRAME),
+    "frames_in_flight": Param(0, "frames segmented at once: 0 = auto (with OpenVINO on a CPU of 2 or "
+                              "more cores, 1 or 2, whichever gives the youngest labels on the live "
+                              "cameras; else 1); 1 = the lowest latency per frame; >= 2 for "
+                              "throughput (OpenVINO only)", range=(0, 16)),
     # --- outputs ---
     **{parameter: Param(OUTPUTS[name].switch, f"publish <ns>/segmentation/{name} "
                         f"({OUTPUTS[name].content})", runtime=True) for parameter, name in SWITCHES.items()},
@@ -272,19 +272,12 @@ def read_list_file(path, what):
     """A list from a YAML / JSON file, or lines of a text file (blank lines and # comments
     skipped). Raises ValueError naming the file."""
     path = pathlib.Path(path).expanduser()
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ValueError(f"cannot read {what} file {path}: {exc}") from exc
-    try:
-        loaded = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise ValueError(f"{what} file {path} is not valid {path.suffix[1:] or 'YAML'}: {exc}") from exc
+    loaded = read_yaml(path, f"{what} file")
     if isinstance(loaded, dict) and what in loaded:  # {palette: [...]} / {class_names: [...]}
         loaded = loaded[what]
     if isinstance(loaded, list):
         return loaded
-    lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    lines = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
     lines = [line for line in lines if line]
     if what == "palette":
         try:

@@ -1,16 +1,18 @@
-"""The node's work, in two stages: **inference** (take pending frames, convert, segment) on
-``segmenter.streams`` threads and **publishing** (build and publish each camera's messages) on
-one. Batches are numbered when taken and published in that order, so a camera's outputs never
-go out of order; at most streams + 1 batches are held between taking and publishing, so memory
-stays bounded: when publishing falls behind, inference waits.
+"""The node's work, in two stages: **inference** (take pending frames, convert, segment) on as
+many threads as frames may be in flight, and **publishing** (build and publish each camera's
+messages) on one. Batches are numbered when taken and published in that order, so a camera's
+outputs never go out of order; at most (inference threads + 1) batches are held between taking and
+publishing, so memory stays bounded: when publishing falls behind, inference waits.
 
 By device: on CUDA a batch holds up to ``max_batch_size`` frames (one per camera), run as one
 forward. On a CPU every engine call takes one frame, as batches only add cost there
 (docs/node.md), so the cameras are served one frame at a time, round robin, with publishing
-overlapped and, where the backend runs streams (OpenVINO), several frames in flight.
+overlapped and, where the backend overlaps calls (OpenVINO), several frames in flight. Which
+frames are taken, and how many at once, is the frame intake's (:mod:`.intake`).
 
-The pipeline owns nothing it is given: the node creates its collaborators (frame slots, stats,
-segmenter, cameras, a settings getter, a problem sink, a stop event) and their lifetimes.
+The pipeline owns nothing it is given: the node creates its collaborators (frame intake, stats,
+segmenter, cameras, a settings getter, the intake mode getter, a problem sink, a stop event) and
+their lifetimes.
 """
 import queue
 import threading
@@ -27,13 +29,14 @@ IDLE_RELEASE_S = 1.0  # without frames this long, memory that large frames left 
 
 @dataclass(frozen=True)
 class Collaborators:
-    slots: object          # batching.FrameSlots: pending frames, one per camera
+    intake: object         # intake.FrameIntake: pending frames, one per camera
     stats: object          # diagnostics.NodeStats
     segmenter: object      # engine.Segmenter
     cameras: list          # camera.Camera, by index
     settings: Callable     # () -> params.Settings now in force
     problems: object       # problems.ProblemLog
     stop: threading.Event  # set when the pipeline must stop
+    mode: Callable         # () -> intake.IntakeMode in force
     context_ok: Callable = lambda: True  # False once ROS is shutting down
     max_in_flight: int = 1  # inference threads: the most frames in flight it may be asked for
 
@@ -42,12 +45,10 @@ class Pipeline:
     def __init__(self, parts):
         self.parts = parts
         self.processed_frames = [0] * len(parts.cameras)  # per camera, since the pipeline started
-        streams = max(1, int(getattr(parts.segmenter, "streams", 1)))
-        threads = max(streams, parts.max_in_flight)
+        threads = max(1, parts.max_in_flight)
         self.handover = queue.Queue()  # (number, jobs, results, settings), in any order
         self._tickets = threading.Semaphore(threads + 1)  # batches between taking and publishing
-        self._in_flight = _Limit(streams)
-        self._skip_stale = True
+        self._in_flight = _Limit(parts.mode().frames_in_flight)
         self._numbering = threading.Lock()
         self._taken = self._published = 0  # batches numbered, and published in that order
         self._last_work, self._release_lock = float("inf"), threading.Lock()  # last frame taken or published
@@ -59,7 +60,7 @@ class Pipeline:
         self.publishing.start()
 
     def join(self):
-        """After the stop event is set and the slots closed: finish the batches in flight, then
+        """After the stop event is set and the intake closed: finish the batches in flight, then
         stop. No timeout: a batch still running must end before the interpreter exits, or the
         runtime's threads abort the process ("terminate called without an active exception")."""
         for thread in self.inference:
@@ -67,11 +68,9 @@ class Pipeline:
         self.handover.put(_DONE)
         self.publishing.join()
 
-    def set_mode(self, mode):
-        """Take frames as ``mode`` (freshness.Mode) says from now on: at most ``mode.in_flight``
-        at once (up to the inference threads), skipping stale lone frames or not."""
-        self._in_flight.set(mode.in_flight)
-        self._skip_stale = mode.skip_stale
+    def set_frames_in_flight(self, count):
+        """Segment at most ``count`` frames at once from now on (up to the inference threads)."""
+        self._in_flight.set(count)
 
     # -- inference threads --------------------------------------------------------------
     def _inference_loop(self):
@@ -91,7 +90,7 @@ class Pipeline:
         settings = parts.settings()
         batch = settings.max_batch_size if parts.segmenter.device.type == "cuda" else 1
         with self._numbering:  # numbers follow the order in which frames leave their slots
-            frames = parts.slots.take(batch, settings.batch_timeout_s, fresh=self._skip_stale)
+            frames = parts.intake.take(batch, settings.batch_timeout_s, parts.mode().wait_for_next_frame)
             number = self._taken
             self._taken += bool(frames)
         if not frames:
@@ -122,6 +121,7 @@ class Pipeline:
         for frame in frames:
             outputs = parts.cameras[frame.camera].wanted_outputs(settings)  # subscribers may have left
             if not outputs:
+                parts.intake.store.count(frame.camera, "no_subscribers")
                 continue
             started = time.perf_counter()
             try:

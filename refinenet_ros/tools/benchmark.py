@@ -148,7 +148,7 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="torch.compile the engine's model")
     parser.add_argument("--backend", default="auto", choices=BACKENDS,
-                        help="the engine's backend (auto: the fastest measured, engine/plan.py)")
+                        help="the engine's backend (auto: the fastest measured, engine/planning/plan.py)")
     parser.add_argument("--all-backends", action="store_true",
                         help="every installed backend and precision for these weights on this CPU, and "
                              "auto's choice: model alone, engine end to end, agreement (one run)")
@@ -157,7 +157,7 @@ def parse_args(argv=None):
         args.num_classes = 11
     args.engine_weights = args.weights  # "default" stays: with --precision int8 it means the shipped int8 model
     if args.weights == "default":
-        from ..engine.paths import resolve_weights
+        from ..engine.model.shipped import resolve_weights
         args.weights = resolve_weights("default")[0]  # the fp32 checkpoint: the baseline's weights
     elif args.weights is not None and args.weights.lower().endswith(".onnx"):
         if not args.reference_weights:

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from ..engine import Segmenter
-from ..engine.cpu import cpu_info
-from ..engine.plan import weight_files
+from ..engine.hardware.cpu import cpu_info
+from ..engine.planning.plan import weight_files
 from ..engine.backends import BACKENDS
 from ..models import normalize_images
 
@@ -75,7 +75,7 @@ def run_all(args, frames, checked):
                       "agreement_with_fp32_percent": round(100.0 * float(np.mean(
                           [np.mean(a == b) for a, b in zip(got, want)])), 3)}
     _add_ratios(rows, auto)
-    return {"cpu": cpu.describe(), "auto_reason": auto.network.precision_reason, "results": rows}
+    return {"cpu": cpu.describe(), "auto_reason": auto.plan.reason, "results": rows}
 
 
 def _add_ratios(rows, auto):

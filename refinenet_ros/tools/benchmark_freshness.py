@@ -18,7 +18,7 @@ from its frame's stamp, averaged over time), labels/s, latency p50/p90 (stamp ->
 received), the node's CPU (cores, from /proc) and CPU per label; per setting, its node's log line
 on its choice of frames in flight. ``--compare-source`` runs the node of another checkout (e.g.
 an older main) with its defaults too, as ``defaults (compare)``. Summary: the defaults' age over
-the best of OpenVINO with 1 and 2 frames in flight, stale frames skipped or segmented, each
+the best of OpenVINO with 1 and 2 frames in flight, waiting for the next frame or not, each
 fixed (target <= 1.05), and CPU per label against
 the compared checkout. Prints JSON.
 """
@@ -41,14 +41,14 @@ from sensor_msgs.msg import Image
 
 from ..engine.frames import read_frames
 from ..ros.conversions import numpy_to_image
-from ..ros.freshness import mean_age_ms
+from ..ros.intake.age import mean_age_ms
 from .processes import stop_processes
 
 # the defaults, and every mode their live trial chooses from, each fixed
 SETTINGS = {"defaults": {}, **{
-    f"openvino {count} in flight, {stale} stale frames": {
-        "backend": "openvino", "inference_streams": count, "stale_frames": stale}
-    for count in (1, 2) for stale in ("skip", "segment")}}
+    f"openvino {count} in flight, wait for the next frame {wait}": {
+        "backend": "openvino", "frames_in_flight": count, "wait_for_next_frame": wait}
+    for count in (1, 2) for wait in ("always", "never")}}
 FIXED_OPENVINO = [name for name in SETTINGS if name.startswith("openvino")]
 
 

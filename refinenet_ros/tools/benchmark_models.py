@@ -27,7 +27,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..engine.cpu import cpu_info
+from ..engine.hardware.cpu import cpu_info
 from ..models import MODEL_BUILDERS, count_parameters, create_model, fuse_for_inference
 
 LIGHTWEIGHT_ARCHS = ("mbv2", "rf_lw50", "rf_lw101", "rf_lw152")

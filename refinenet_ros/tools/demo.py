@@ -26,8 +26,8 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from ..engine.encodings import to_rgb
-from ..engine.paths import config_file, resolve_weights
+from ..engine.model.shipped import config_file, resolve_weights
+from ..ros.encodings import to_rgb
 from ..ros.conversions import ImageConversionError, image_to_numpy
 from ..ros.frame_sources import SourceError, source_kind
 from ..ros.launch_helpers import ros_arguments
@@ -267,7 +267,7 @@ def run(args):
                      frames_received=recorder.inputs, frames_segmented=recorder.segmented,
                      warmup_frames=args.warmup, wall_time_s=round(time.monotonic() - started, 1),
                      node_inference_ms_p50=recorder.engine.get("inference_ms_p50"),
-                     node_streams=int(recorder.engine.get("streams", 1)),
+                     node_streams=int(recorder.in_flight.partition(",")[0] or 1) if recorder.in_flight[:1].isdigit() else 1,
                      node_frames_in_flight=recorder.in_flight,
                      source_fps=demo_render.rate_over(recorder.input_times, recorder.output_times),
                      node_dropped_frames=recorder.dropped,

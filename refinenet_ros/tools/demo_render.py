@@ -5,7 +5,7 @@ import json
 import cv2
 import numpy as np
 
-from ..ros.freshness import mean_age_ms
+from ..ros.intake.age import mean_age_ms
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 PANEL_TITLES = ("input", "segmentation", "overlay")

@@ -1,6 +1,6 @@
 """refinenet-export: a trained model -> ONNX (opset >= 17) and TorchScript, checked with
 onnxruntime; ``--int8`` quantises for ONNX Runtime on CPUs. The export itself is library code
-in :mod:`refinenet_ros.engine.export` and :mod:`refinenet_ros.engine.quantize`.
+in :mod:`refinenet_ros.engine.backends.export` and :mod:`refinenet_ros.training.quantize`.
 """
 import argparse
 import json
@@ -11,7 +11,7 @@ import time
 import numpy as np
 import torch
 
-from ..engine.export import (
+from ..engine.backends.export import (
     DEFAULT_SIZE,
     MIN_LABEL_AGREEMENT,
     MIN_OPSET,
@@ -22,7 +22,7 @@ from ..engine.export import (
     export_torchscript,
     load_fused_model,
 )
-from ..engine.quantize import export_int8, quantize_described
+from ..training.quantize import export_int8, quantize_described
 from ..models import available_archs
 
 

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 
-from ..engine.paths import config_file
+from ..engine.model.shipped import config_file
 from ..ros.launch_helpers import PROFILE_QOS_VARIABLE, needs_fastdds_profile
 
 ENTRY_POINTS = {"segmentation_node": "refinenet_ros.ros.node:main", "image_source": "refinenet_ros.ros.image_source:main"}

@@ -7,7 +7,7 @@ For each segmenting time (ms) and each threshold (fraction of the camera period 
 frame may have waited before the pipeline waits for the camera's next one instead; 1.0 = never
 wait), the time-weighted age of the newest label (from its frame's capture) and labels/s. The
 camera period and the segmenting time vary by ``--camera-jitter`` and ``--jitter`` (relative
-standard deviations). No ROS, no model: the rule in ``ros/batching.py`` on a model of its inputs.
+standard deviations). No ROS, no model: the rule in ``ros/intake/rules.py`` on a model of its inputs.
 Prints JSON; the node's live figures are ``benchmark_freshness``'s.
 """
 import argparse
@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from ..ros.batching import STALE_FRACTION
+from ..ros.intake.rules import STALE_FRACTION
 
 THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 

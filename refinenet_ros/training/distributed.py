@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
-from ..engine.precision import resolve_device
+from ..engine.hardware.precision import resolve_device
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,14 @@
 import torch
 import torch.nn as nn
 
-from ..engine.cpu import NATIVE_BF16_FLAGS, cpu_info
+from ..engine.hardware.cpu import NATIVE_BF16_FLAGS, cpu_info
 from .data import cosine_factor, poly_factor
 
 
 def autocast_dtype(amp, device, flags=None):
     """The autocast dtype of ``--amp`` (None = fp32). ``auto``: fp16 on CUDA; on a CPU bf16
     only where it is native (AMX / AVX512-BF16): elsewhere it is emulated and far slower than
-    fp32 (docs/training.md has the measurements). ``flags``: CPU flags (engine/cpu.py's when None)."""
+    fp32 (docs/training.md has the measurements). ``flags``: CPU flags (engine/hardware/cpu.py's when None)."""
     if amp == "off":
         return None
     if amp == "auto":

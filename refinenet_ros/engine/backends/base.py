@@ -1,37 +1,31 @@
-"""What every backend shares: its declaration (:class:`BackendSpec`) and the network interface.
+"""The one contract every network keeps (:class:`Network`), its backend's declaration
+(:class:`BackendSpec`: what it reads, where it runs, what it can do), and what backends share: a
+CPU's frame-by-frame call, a probed class count. This package's models as ONNX: :mod:`.export`.
 
-A network is called with a normalised float NCHW batch on its ``device`` (preprocessed as its
-:class:`~..description.ModelDescription` says) and returns, by ``description.output``, fp32
-logits or probabilities (N x C x h x w, any stride) or labels (N x h x w, int64). It has
-``backend``, ``device``, ``precision``, ``description``, ``num_classes``, ``arch``,
-``fixed_input_size`` ((h, w) of a static model, else None) and ``streams`` (how many calls may
-run at once). It may offer ``segment_frame(frame, network_size, output_size, with_confidence,
-label_map)``: one uint8 frame's whole pipeline inside its runtime (OpenVINO does).
-
-Each backend is one module of this package: its network class, ``load(plan)`` and ``SPEC``.
+Each backend is one module of this package: a :class:`Network` subclass with its ``spec`` and its
+``load(plan)`` (the :class:`..planning.plan.Plan` is a loader's one input).
 """
+import abc
 import importlib.util
-import os
-import tempfile
 from dataclasses import dataclass
 
 import torch
 
-from ...models import create_model, fuse_for_inference, load_checkpoint, num_classes_in, read_state_dict
 
 RANDOM_INIT = None  # a weights "file" of None: a randomly initialised model, for tests
-TWO_AT_ONCE = " two at once"  # suffix of a measured label: two calls in flight (ms per frame)
 
 
 @dataclass(frozen=True)
 class BackendSpec:
+    """A backend's declaration; the plan decides from these alone, and a network's capabilities
+    are read from here only."""
     name: str
     reads: tuple             # weight file kinds: ".pth", ".onnx", RANDOM_INIT
     runs: dict               # device type -> precisions it runs there
     requires: tuple          # modules that must be importable
-    load: object             # plan -> network
     compiles: bool = False   # runs torch.compile
-    overlaps: bool = False   # runs several calls at once on a CPU (streams)
+    overlaps: bool = False   # runs several calls at once on a CPU (frames in flight: set_streams)
+    whole_frame: bool = False  # runs a uint8 frame's whole pipeline in its runtime (segment_frame)
 
     def installed(self):
         return all(importlib.util.find_spec(name) is not None for name in self.requires)
@@ -52,6 +46,51 @@ class BackendSpec:
         return None
 
 
+class Network(abc.ABC):
+    """A loaded model on one device, in one precision.
+
+    Called with the description's normalised float NCHW batch on ``device`` (as
+    :mod:`..processing.preprocess` makes it), it returns, by ``description.output``, fp32 logits
+    or probabilities (N x C x h x w, any stride) or labels (N x h x w, int64). ``memory`` is what
+    the Segmenter's one memory guard says of the call (:mod:`..hardware.memory`: SPIKE, keep
+    nothing made for it; RELEASE, give back what larger calls left; None).
+
+    ``model_classes`` is the number of classes the model outputs (a label map's output classes
+    are the Segmenter's business). What a backend can do beyond this is in its ``spec``.
+    """
+
+    spec: BackendSpec
+    description = device = precision = model_classes = None
+    fixed_input_size = None  # (h, w) that a static model requires, else None
+    streams = 1              # calls that may run at once
+
+    backend = property(lambda self: self.spec.name)
+    arch = property(lambda self: self.description.arch)
+    output_stride = property(lambda self: self.description.output_stride)
+
+    @classmethod
+    @abc.abstractmethod
+    def load(cls, plan):
+        """The network that ``plan`` (a :class:`..planning.plan.Plan`) decided on."""
+
+    @abc.abstractmethod
+    def __call__(self, x, memory=None):
+        """Scores (or labels) of the normalised batch ``x``."""
+
+    def segment_frame(self, frame, network_size, output_size, with_confidence, label_map, memory=None):
+        """(labels, confidence or None) of one H x W x 3 uint8 RGB frame, the whole pipeline in
+        the runtime: only where ``spec.whole_frame``."""
+        raise NotImplementedError(f"the {self.backend} backend does not run whole frames")
+
+    def set_streams(self, streams):
+        """Run ``streams`` calls at once from now on: only where ``spec.overlaps``."""
+        if streams != self.streams:
+            raise ValueError(f"the {self.backend} backend runs one call at a time, not {streams}")
+
+    def release_memory(self):
+        """Idle after large inputs: give back what they left (the Segmenter decides when)."""
+
+
 def one_frame_at_a_time_on_cpu(model, x, device):
     """``model(x)``; on CPUs frame by frame, which is faster than a batched call there (a batch's
     activations no longer fit the caches; docs/engine.md). CUDA gets the whole batch at once."""
@@ -63,8 +102,8 @@ def one_frame_at_a_time_on_cpu(model, x, device):
 def with_probed_classes(network, path, graph_dims):
     """Graphs exported from other frameworks often leave the class dimension symbolic: then one
     small frame finds it, and the description is checked against it (``graph_dims``: the
-    arguments of :func:`..description.check_graph` after the description and path)."""
-    from ..description import check_graph
+    arguments of :func:`..model.description.check_graph` after the description and path)."""
+    from ..model.description import check_graph
     input_dims, is_float, output_dims = graph_dims
     if network.description.output == "labels" or output_dims[1] is not None or len(output_dims) != 4:
         return network.description
@@ -72,41 +111,3 @@ def with_probed_classes(network, path, graph_dims):
     channels = network(torch.zeros(1, 3, *size)).shape[1]
     return check_graph(network.description, path, input_dims, is_float,
                        [output_dims[0], channels, *output_dims[2:]])[0]
-
-
-def torch_model(arch, weights, num_classes):
-    """This package's architecture ``arch`` with ``weights`` (a checkpoint, or None: random)."""
-    state_dict = read_state_dict(os.fspath(weights)) if weights is not None else None
-    if state_dict is not None:
-        stored = num_classes_in(state_dict)
-        if num_classes is not None and int(num_classes) != stored:
-            raise ValueError(f"num_classes={num_classes} but {weights} has {stored} classes")
-        num_classes = stored
-    model = create_model(arch or "mbv2", 21 if num_classes is None else num_classes)  # names the archs if unknown
-    if state_dict is not None:
-        load_checkpoint(model, state_dict)
-    return model
-
-
-class exported_onnx:
-    """A plan's ``.pth`` (or random) model, fused and exported once (dynamic batch and size) to a
-    temporary ONNX file, yielded as (path, description) while a runtime reads it."""
-
-    def __init__(self, plan):
-        self.plan = plan
-
-    def __enter__(self):
-        from ..description import with_num_classes
-        from ..export import ExportWrapper, export_onnx
-        arch = self.plan.arch or "mbv2"
-        model = torch_model(arch, self.plan.weights, self.plan.num_classes)
-        description = with_num_classes(self.plan.description, model.num_classes)
-        info = {"arch": arch, "num_classes": model.num_classes, "output_stride": model.output_stride}
-        self.folder = tempfile.TemporaryDirectory(prefix="refinenet_ros_")
-        path = os.path.join(self.folder.name, f"{arch}.onnx")
-        export_onnx(ExportWrapper(fuse_for_inference(model.eval())), path, info, dynamic=True,
-                    height=96, width=128)
-        return path, description
-
-    def __exit__(self, *exc):
-        self.folder.cleanup()

@@ -10,10 +10,11 @@ import os
 
 import numpy as np
 
-from ..description import check_graph, describe
-from ..devices import cuda_index, device_name_problem, device_type
-from ..memory import SpikeDetector
-from .base import RANDOM_INIT, BackendSpec, exported_onnx, one_frame_at_a_time_on_cpu, with_probed_classes
+from ..hardware.devices import cuda_index, device_name_problem, device_type
+from ..hardware.memory import RELEASE, SPIKE
+from ..model.description import check_graph, describe
+from .base import RANDOM_INIT, BackendSpec, Network, one_frame_at_a_time_on_cpu, with_probed_classes
+from .export import exported_onnx
 
 ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8,
                "tensor(uint16)": np.uint16, "tensor(int64)": np.int64}
@@ -89,7 +90,6 @@ class OnnxModel:
         # the first output is the model's; others (auxiliary heads) are not computed
         self._input, self._output = inputs[0], outputs[0]
         self._outputs = [self._output.name]
-        self._spikes = SpikeDetector()
         self._smallest = None  # the smallest input run, for an idle release
         self._shrink = ort.RunOptions()
         gpu = f";gpu:{self.device.partition(':')[2] or 0}" if self.device.startswith("cuda") else ""
@@ -120,14 +120,15 @@ class OnnxModel:
                 f"{self.input_mode} -> {self.output_mode}, input_size={self.input_size}, "
                 f"providers={self.session.get_providers()})")
 
-    def run(self, x):
+    def run(self, x, memory=None):
         """numpy in the graph's input format -> numpy output; a static batch size is met by
-        padding (or splitting) the batch, and the padding is dropped from the output."""
+        padding (or splitting) the batch, and the padding is dropped from the output. After a
+        ``memory`` SPIKE or RELEASE (:mod:`..hardware.memory`) the arena gives back its peak."""
         x = np.asarray(x)
         if self._input_dtype == np.uint8 and x.dtype != np.uint8:
             raise OnnxModelError(f"{self.path} takes uint8 images (0-255), got {x.dtype}")
         x = np.ascontiguousarray(x, dtype=self._input_dtype)
-        options = self._shrink if self._spikes.observe(x.size) else None  # arena back after a spike
+        options = self._shrink if memory in (SPIKE, RELEASE) else None
         if self._smallest is None or x[0].size < self._smallest[0].size:
             self._smallest = np.zeros((self.batch_size or 1, *x.shape[1:]), x.dtype)
         if self.batch_size is None or len(x) == self.batch_size:
@@ -143,10 +144,10 @@ class OnnxModel:
 
     def release_memory(self):
         """Idle after large inputs: one run of the smallest input with the arena shrunk after it."""
-        if self._smallest is not None and self._spikes.idle_release_due():
+        if self._smallest is not None:
             self.session.run(self._outputs, {self._input.name: self._smallest}, self._shrink)
 
-    def __call__(self, x):
+    def __call__(self, x, memory=None):
         """Normalised float NCHW tensor -> float32 scores (N x C x h x w) or int64 labels
         (N x h x w) on the same device, as the engine's networks return them."""
         if self.input_mode != "float_nchw":
@@ -159,17 +160,19 @@ class OnnxModel:
             raise OnnxModelError(f"{self.path} has a static input size {self.input_size}, got "
                                  f"{tuple(x.shape[-2:])}; resize to it or export with --dynamic")
         import torch
-        out = torch.from_numpy(self.run(x.detach().float().cpu().numpy()))
+        out = torch.from_numpy(self.run(x.detach().float().cpu().numpy(), memory))
         if self.output_mode == "labels":
             return out.reshape(out.shape[0], *out.shape[-2:]).long().to(x.device)
         return out.float().to(x.device)
 
 
-class OnnxRuntimeNetwork:
-    """A described ONNX model behind the network interface (:mod:`.base`)."""
+class OnnxRuntimeNetwork(Network):
+    """A described ONNX model (or this package's ``.pth``, exported for it) in ONNX Runtime; one
+    call at a time (its intra-op threads already use every core)."""
 
-    backend = "onnxruntime"
-    streams = 1  # its intra-op threads already use every core
+    spec = BackendSpec("onnxruntime", reads=(".pth", ".onnx", RANDOM_INIT),
+                       runs={"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16")},
+                       requires=("onnxruntime", "onnx"))
 
     def __init__(self, path, device_request, precision, description):
         import torch
@@ -179,12 +182,19 @@ class OnnxRuntimeNetwork:
         dims = (_dims(graph_input.shape), graph_input.type in FLOAT_TYPES, _dims(graph_output.shape))
         self.description, self.fixed_input_size = check_graph(description, path, *dims)
         self.device, self.precision = torch.device("cpu"), precision
-        self.arch, self.output_stride = description.arch, description.output_stride
         self.description = with_probed_classes(self, path, dims)
-        self.num_classes = self.description.num_classes
+        self.model_classes = self.description.num_classes
 
-    def __call__(self, x):
-        return one_frame_at_a_time_on_cpu(self.model, x.float().contiguous(), self.device)
+    @classmethod
+    def load(cls, plan):
+        if plan.weights is not None and plan.weights.lower().endswith(".onnx"):
+            return cls(plan.weights, plan.device, plan.precision, plan.description)
+        with exported_onnx(plan) as (path, description):
+            return cls(path, plan.device, plan.precision, description)
+
+    def __call__(self, x, memory=None):
+        return one_frame_at_a_time_on_cpu(lambda part: self.model(part, memory), x.float().contiguous(),
+                                          self.device)
 
     def release_memory(self):
         self.model.release_memory()
@@ -192,15 +202,3 @@ class OnnxRuntimeNetwork:
 
 def _dims(shape):
     return [d if isinstance(d, int) else None for d in shape]
-
-
-def load(plan):
-    if plan.weights is not None and plan.weights.lower().endswith(".onnx"):
-        return OnnxRuntimeNetwork(plan.weights, plan.device, plan.precision, plan.description)
-    with exported_onnx(plan) as (path, description):
-        return OnnxRuntimeNetwork(path, plan.device, plan.precision, description)
-
-
-SPEC = BackendSpec(
-    "onnxruntime", reads=(".pth", ".onnx", RANDOM_INIT), runs={"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16")},
-    requires=("onnxruntime", "onnx"), load=load)

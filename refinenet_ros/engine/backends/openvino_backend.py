@@ -17,10 +17,10 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ..checks import check_streams
-from ..description import check_graph
-from ..memory import RELEASE, SPIKE, SpikeDetector
-from .base import RANDOM_INIT, BackendSpec, exported_onnx, with_probed_classes
+from ..hardware.memory import RELEASE, SPIKE, SPIKE_FACTOR
+from ..model.description import check_graph
+from .base import RANDOM_INIT, BackendSpec, Network, with_probed_classes
+from .export import exported_onnx
 from .openvino_graph import frame_graph, separable_max_pools
 
 # device name of the plan -> OpenVINO's
@@ -29,22 +29,6 @@ OPENVINO_DEVICES = {"cpu": "CPU", "intel_gpu": "GPU", "intel_npu": "NPU"}
 # told f32; int8 graphs keep the plugin's choice for the layers the export left in float.
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": None}
 MAX_COMPILED = 4  # graphs kept per network (one per size triple in use)
-AUTO_STREAMS = 2  # streams of "auto" on a CPU of at least that many cores
-# Two frames in flight double each frame's latency: "auto" keeps them only where a measurement
-# finds them buying at least this much more frames/s than one stream.
-MIN_STREAMS_GAIN = 1.05
-
-
-def resolve_streams(streams, device_type, cores=None, gain=None):
-    """The number of concurrent calls for ``streams`` (an int >= 1, or "auto": two on a CPU of
-    two or more cores, unless ``gain``, the measured frames/s of two streams over one, is below
-    MIN_STREAMS_GAIN; else one)."""
-    streams = check_streams(streams)
-    if streams == "auto":
-        cores = len(os.sched_getaffinity(0)) if cores is None else cores
-        worth_it = gain is None or gain >= MIN_STREAMS_GAIN
-        return AUTO_STREAMS if device_type == "cpu" and cores >= AUTO_STREAMS and worth_it else 1
-    return streams
 
 
 def available_devices():
@@ -52,10 +36,13 @@ def available_devices():
     return ov.Core().available_devices
 
 
-class OpenVinoNetwork:
+class OpenVinoNetwork(Network):
     """``path`` (an ONNX export with float NCHW input and logits output) compiled by OpenVINO."""
 
-    backend = "openvino"
+    spec = BackendSpec("openvino", reads=(".pth", ".onnx", RANDOM_INIT),
+                       runs={"cpu": ("fp32", "bf16", "int8"), "intel_gpu": ("fp32", "fp16", "int8"),
+                             "intel_npu": ("fp16", "int8")},
+                       requires=("openvino", "onnx"), overlaps=True, whole_frame=True)
 
     def __init__(self, path, device_type, precision, description, threads=None, streams=1):
         import openvino as ov
@@ -76,15 +63,21 @@ class OpenVinoNetwork:
         dims = (_dims(graph_input.get_partial_shape()), graph_input.get_element_type().is_real(),
                 _dims(graph_output.get_partial_shape()))
         self.description, self.fixed_input_size = check_graph(description, os.fspath(path), *dims)
-        self.precision, self.arch, self.output_stride = precision, description.arch, description.output_stride
+        self.precision = precision
         self._threads = int(threads or len(os.sched_getaffinity(0)))
         self._graphs = OrderedDict()  # key -> _Graph, least recently used first
         self._lock = threading.Lock()
-        self.streams = resolve_streams(streams, device_type)
+        self.streams = int(streams)
         self._config = self._compile_config(self.streams)
-        self._spikes = SpikeDetector()
         self.description = with_probed_classes(self, os.fspath(path), dims)
-        self.num_classes = self.description.num_classes
+        self.model_classes = self.description.num_classes
+
+    @classmethod
+    def load(cls, plan):
+        if plan.weights is not None and plan.weights.lower().endswith(".onnx"):
+            return cls(plan.weights, plan.device_type, plan.precision, plan.description, streams=plan.streams)
+        with exported_onnx(plan) as (path, description):
+            return cls(path, plan.device_type, plan.precision, description, streams=plan.streams)
 
     def _compile_config(self, streams):
         config = {"PERFORMANCE_HINT": "LATENCY"}
@@ -102,7 +95,7 @@ class OpenVinoNetwork:
     def set_streams(self, streams):
         """Run ``streams`` calls at once from now on: graphs are compiled again for it (calls in
         progress finish on the graphs they have)."""
-        streams = check_streams(streams)
+        streams = int(streams)
         with self._lock:
             if streams != self.streams:
                 self.streams, self._config = streams, self._compile_config(streams)
@@ -111,16 +104,16 @@ class OpenVinoNetwork:
     def release_memory(self):
         """Idle after large inputs: every graph goes, the next frame compiles its own again
         (dropping only the large graphs left their memory held with the small ones)."""
-        if self._spikes.idle_release_due():
-            with self._lock:
-                self._graphs.clear()
+        with self._lock:
+            self._graphs.clear()
 
     # -- the network interface ----------------------------------------------------------
-    def __call__(self, x):
+    def __call__(self, x, memory=None):
         import torch
         frames = x.detach().float().contiguous(memory_format=torch.contiguous_format).split(1)
         shape = tuple(frames[0].shape)  # one frame per call: batches only cost on a CPU
-        with self._request(("scores", shape), frames[0].numel(), lambda: self._scores_graph(shape)) as request:
+        build = lambda: self._scores_graph(shape)  # noqa: E731
+        with self._request(("scores", shape), frames[0].numel(), build, memory) as request:
             scores = [np.array(request.infer({0: f.numpy()}, share_inputs=True)[0], copy=True)
                       for f in frames]
         out = torch.from_numpy(np.concatenate(scores))
@@ -129,7 +122,8 @@ class OpenVinoNetwork:
         return out.float()
 
     # -- the whole pipeline in one graph --------------------------------------------------
-    def segment_frame(self, frame, network_size, output_size, with_confidence=False, label_map=None):
+    def segment_frame(self, frame, network_size, output_size, with_confidence=False, label_map=None,
+                      memory=None):
         """(labels H x W uint8/uint16, confidence H x W float32 or None) of one H x W x 3 uint8
         RGB frame run at ``network_size`` with outputs at ``output_size``; a labels model gives
         no confidence. ``label_map``: labels and confidence in its classes."""
@@ -138,27 +132,26 @@ class OpenVinoNetwork:
                None if label_map is None else label_map.key)
         build = lambda: frame_graph(self._model.clone(), self.description, frame.shape[:2],  # noqa: E731
                                     network_size, output_size, with_confidence, label_map)
-        with self._request(key, frame.size, build) as request:
+        with self._request(key, frame.size, build, memory) as request:
             outputs = request.infer({0: frame[None]}, share_inputs=True)
             labels = np.array(outputs[0][0], copy=True)
             return labels, (np.array(outputs[1][0], copy=True) if with_confidence else None)
 
     @contextmanager
-    def _request(self, key, size, build):
+    def _request(self, key, size, build, memory):
         """An idle infer request of ``key``'s graph, this call's alone until it returns. A graph
-        for an unusually large input is not kept, so its memory goes when the call returns; back
-        at ordinary sizes, graphs kept for much larger inputs go too."""
-        state = self._spikes.observe(size)
+        for a ``memory`` SPIKE is not kept, so its memory goes when the call returns; at a
+        RELEASE, graphs kept for much larger inputs go too."""
         with self._lock:  # compiling under the lock: a second caller of a new size waits for it
-            if state == RELEASE:
-                for old in [k for k, g in self._graphs.items() if g.size > self._spikes.factor * size]:
+            if memory == RELEASE:
+                for old in [k for k, g in self._graphs.items() if g.size > SPIKE_FACTOR * size]:
                     del self._graphs[old]
             graph = self._graphs.get(key)
             if graph is not None:
                 self._graphs.move_to_end(key)
             else:
                 graph = _Graph(self._core.compile_model(build(), self.target, self._config), size)
-                if state != SPIKE:
+                if memory != SPIKE:
                     self._graphs[key] = graph
                     while len(self._graphs) > MAX_COMPILED:
                         self._graphs.popitem(last=False)
@@ -182,7 +175,7 @@ class OpenVinoNetwork:
             return list(self._graphs)
 
     def __repr__(self):
-        return (f"OpenVinoNetwork({self.target}, {self.precision}, {self.num_classes} classes, "
+        return (f"OpenVinoNetwork({self.target}, {self.precision}, {self.model_classes} classes, "
                 f"{self.streams} stream(s), {len(self._graphs)} compiled graphs)")
 
 
@@ -199,18 +192,3 @@ def _dims(shape):
     if shape.rank.is_dynamic:
         return [None] * 4
     return [d.get_length() if d.is_static else None for d in shape]
-
-
-def load(plan):
-    streams = resolve_streams(plan.streams, plan.device_type, gain=plan.streams_gain)
-    if plan.weights is not None and plan.weights.lower().endswith(".onnx"):
-        return OpenVinoNetwork(plan.weights, plan.device_type, plan.precision, plan.description,
-                               streams=streams)
-    with exported_onnx(plan) as (path, description):
-        return OpenVinoNetwork(path, plan.device_type, plan.precision, description, streams=streams)
-
-
-SPEC = BackendSpec(
-    "openvino", reads=(".pth", ".onnx", RANDOM_INIT),
-    runs={"cpu": ("fp32", "bf16", "int8"), "intel_gpu": ("fp32", "fp16", "int8"), "intel_npu": ("fp16", "int8")},
-    requires=("openvino", "onnx"), load=load, overlaps=True)

@@ -10,6 +10,8 @@ labels (and float32 confidence) out.
 """
 import numpy as np
 
+from ..model.classes import label_dtype
+
 
 def frame_graph(model, description, frame_size, network_size, output_size, with_confidence,
                 label_map=None):
@@ -37,7 +39,7 @@ def frame_graph(model, description, frame_size, network_size, output_size, with_
         target.replace_source_output(x.output(0))
     model.replace_parameter(0, image)
     result = model.get_results()[0]
-    scores = _unpadded(result.input_value(0), network_size, padded)
+    scores = _unpadded(result.input_value(0), network_size, spec)
     if description.output == "labels":
         outputs = (_upsampled_labels(scores, output_size, description.num_classes, label_map),)
     else:
@@ -126,20 +128,19 @@ def _upsampled_labels(labels, output_size, num_classes, label_map):
     return _label_type(x, num_classes)
 
 
-def _unpadded(scores, network_size, padded):
+def _unpadded(scores, network_size, spec):
     """The part of ``scores`` that covers the frame, where the input was padded."""
     import openvino.opset13 as ops
-    if tuple(padded) == tuple(network_size):
+    if spec.padded(network_size) == tuple(network_size):
         return scores
     shape = tuple(scores.get_partial_shape().to_shape())
-    keep = [-(-s * v // p) for s, v, p in zip(shape[-2:], network_size, padded)]
-    stop = [*shape[:-2], *keep]
+    stop = [*shape[:-2], *spec.kept(shape[-2:], network_size)]
     return ops.slice(scores, _i64([0] * len(shape)), _i64(stop), _i64([1] * len(shape))).output(0)
 
 
 def _label_type(labels, num_classes):
     import openvino.opset13 as ops
-    return ops.convert(labels, "u8" if num_classes <= 255 else "u16")
+    return ops.convert(labels, {np.uint8: "u8", np.uint16: "u16"}[label_dtype(num_classes)])
 
 
 def resize(x, size):

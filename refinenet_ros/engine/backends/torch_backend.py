@@ -2,29 +2,41 @@
 BatchNorm folded, on a CPU or CUDA in fp32, fp16 or bf16; optionally torch.compile'd."""
 import contextlib
 import warnings
+from dataclasses import replace
 
 import torch
 
 from ...models import fuse_for_inference
-from ..description import with_num_classes
-from ..precision import TORCH_DTYPES
-from .base import RANDOM_INIT, BackendSpec, one_frame_at_a_time_on_cpu, torch_model
+from ..hardware.precision import TORCH_DTYPES
+from ..model.description import with_num_classes
+from .base import RANDOM_INIT, BackendSpec, Network, one_frame_at_a_time_on_cpu
+from .export import torch_model
 
 
-class TorchNetwork:
-    """The fused PyTorch model on ``device`` in ``precision`` (optionally torch.compile'd)."""
+class TorchNetwork(Network):
+    """The fused PyTorch model on ``device`` in ``precision`` (optionally torch.compile'd); one
+    call at a time (its intra-op threads already use every core)."""
 
-    backend = "torch"
-    fixed_input_size = None
-    streams = 1  # its intra-op threads already use every core
+    spec = BackendSpec("torch", reads=(".pth", RANDOM_INIT),
+                       runs={"cpu": ("fp32", "bf16"), "cuda": ("fp32", "fp16", "bf16")},
+                       requires=("torch",), compiles=True)
 
     def __init__(self, model, description, device, precision):
-        self.description, self.device, self.precision = description, device, precision
-        self.arch = description.arch
+        self.description = replace(with_num_classes(description, model.num_classes),
+                                   output_stride=model.output_stride)
+        self.device, self.precision = device, precision
         self.dtype = TORCH_DTYPES[precision]
-        self.num_classes, self.output_stride = model.num_classes, model.output_stride
+        self.model_classes = model.num_classes
         self.model = fuse_for_inference(model.eval()).to(device, self.dtype)
         self.compiled = None
+
+    @classmethod
+    def load(cls, plan):
+        model = torch_model(plan.arch, plan.weights, plan.num_classes)
+        network = cls(model, plan.description, torch.device(plan.device), plan.precision)
+        if plan.compile:
+            network.compile()
+        return network
 
     def compile(self):
         mode = "reduce-overhead" if self.device.type == "cuda" else None  # CUDA graphs on CUDA
@@ -40,7 +52,7 @@ class TorchNetwork:
                       f"{str(exc)[:300]}")
         self.compiled = None
 
-    def __call__(self, x):
+    def __call__(self, x, memory=None):
         x = x.to(self.dtype)
         if self.compiled is not None:
             try:
@@ -63,17 +75,3 @@ def _quiet_compiler():
         for category in (DeprecationWarning, FutureWarning, PendingDeprecationWarning):
             warnings.filterwarnings("ignore", category=category)
         yield
-
-
-def load(plan):
-    model = torch_model(plan.arch, plan.weights, plan.num_classes)
-    description = with_num_classes(plan.description, model.num_classes)
-    network = TorchNetwork(model, description, torch.device(plan.device), plan.precision)
-    if plan.compile:
-        network.compile()
-    return network
-
-
-SPEC = BackendSpec(
-    "torch", reads=(".pth", RANDOM_INIT), runs={"cpu": ("fp32", "bf16"), "cuda": ("fp32", "fp16", "bf16")},
-    requires=("torch",), load=load, compiles=True)

@@ -16,7 +16,8 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-import yaml
+
+from .files import read_yaml
 
 HELP = "docs/models.md, 'Label maps'"
 
@@ -47,15 +48,8 @@ class LabelMap:
 
 def read_label_map(path, model_classes):
     """The :class:`LabelMap` in ``path`` for a model whose classes are ``model_classes``."""
-    path = os.fspath(path)
-    try:
-        with open(path) as f:
-            raw = yaml.safe_load(f)
-    except OSError as exc:
-        raise LabelMapError(f"cannot read label map {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise LabelMapError(f"label map {path} is not valid YAML: {' '.join(str(exc).split())[:300]}") from None
-    return parse_label_map(raw, list(model_classes), path)
+    raw = read_yaml(path, "label map", LabelMapError)
+    return parse_label_map(raw, list(model_classes), os.fspath(path))
 
 
 def parse_label_map(raw, model_classes, source="label map"):

@@ -1,5 +1,7 @@
 """Giving memory back after an unusually large frame (a 4K image among VGA ones): ONNX Runtime's
-arena and the C heap otherwise keep their peak for the life of the process (docs/node.md)."""
+arena, OpenVINO's compiled graphs and the C heap otherwise keep their peak for the life of the
+process (docs/node.md). One :class:`MemoryGuard` per Segmenter watches the frames; the network is
+told what it says of each call (``memory=SPIKE`` or ``RELEASE``) and asked to release when idle."""
 import ctypes
 import ctypes.util
 import statistics
@@ -8,15 +10,16 @@ from collections import deque
 
 
 SPIKE, RELEASE = "spike", "release"
+SPIKE_FACTOR = 2.0  # a call this many times the median of recent ones is a spike
 
 
-class SpikeDetector:
+class MemoryGuard:
     """``observe(size)`` of each call: SPIKE when ``size`` exceeds ``factor`` x the median of
     the recent sizes (keep nothing made for it), RELEASE for the first call of ordinary size after
     larger ones that were kept (give back what they left: the first frame may be the big one, or
     several big ones in a row may have become the median), else None."""
 
-    def __init__(self, factor=2.0, history=32):
+    def __init__(self, factor=SPIKE_FACTOR, history=32):
         self.factor, self.sizes = factor, deque(maxlen=history)
         self._largest = 0  # since the last release
         self._lock = threading.Lock()  # callers on several threads

@@ -1,5 +1,6 @@
-"""ONNX (opset >= 17) and TorchScript export of a fused model: library code used by the
-engine's ONNX Runtime backend, int8 quantisation and the ``refinenet-export`` tool.
+"""ONNX (opset >= 17) and TorchScript export of a fused model: what the ONNX Runtime and
+OpenVINO backends run for this package's ``.pth`` models, and what ``refinenet-export`` and int8
+quantisation (:mod:`refinenet_ros.training.quantize`) write.
 
 The exported graph is the fused inference model (BatchNorm folded, 1x1 pairs merged), by
 default with the same interface as :func:`refinenet_ros.models.create_model`: normalised float
@@ -15,13 +16,15 @@ what TensorRT wants (plain Conv/Clip/MaxPool/Add and Resize with
 import contextlib
 import copy
 import json
+import os
+import tempfile
 import warnings
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..models import (
+from ...models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     CheckpointError,
@@ -31,8 +34,9 @@ from ..models import (
     num_classes_in,
     read_state_dict,
 )
-from .paths import resolve_weights
-from .precision import TORCH_DTYPES
+from ..hardware.precision import TORCH_DTYPES
+from ..model.classes import label_dtype
+from ..model.shipped import resolve_weights
 
 INPUT_MODES = ("float_nchw", "uint8_nhwc", "uint8_nchw")
 OUTPUT_MODES = ("logits", "labels")
@@ -61,7 +65,7 @@ class ExportWrapper(nn.Module):
         self.input_mode, self.output_mode, self.dtype = input_mode, output_mode, dtype
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255)
-        self.label_dtype = torch.uint8 if model.num_classes <= 255 else torch.uint16
+        self.label_dtype = getattr(torch, label_dtype(model.num_classes).__name__)
 
     def forward(self, x):
         if self.input_mode == "uint8_nhwc":
@@ -82,11 +86,7 @@ def load_fused_model(arch, weights):
     weights, arch, meta = resolve_weights(weights, arch)
     if arch is None:
         raise ValueError("--arch is required unless --weights default")
-    state_dict = read_state_dict(weights)  # CheckpointError names the file when missing/corrupt
-    try:
-        model = load_checkpoint(create_model(arch, num_classes_in(state_dict)), state_dict).eval()
-    except CheckpointError as exc:
-        raise CheckpointError(f"{weights} (--arch {arch}): {exc}") from exc
+    model = torch_model(arch, weights).eval()
     info = {"arch": arch, "num_classes": model.num_classes, "output_stride": model.output_stride}
     for key in ("classes", "palette", "input_size"):
         if key in meta:
@@ -209,3 +209,38 @@ def describe_graph(path):
     return {"inputs": [entry(v) for v in graph.input], "outputs": [entry(v) for v in graph.output]}
 
 
+def torch_model(arch, weights, num_classes=None):
+    """This package's architecture ``arch`` with ``weights`` (a checkpoint path; None: random,
+    with ``num_classes`` classes, 21 unless given). The one builder of a model from weights."""
+    if weights is None:
+        return create_model(arch or "mbv2", 21 if num_classes is None else num_classes)
+    weights = os.fspath(weights)
+    state_dict = read_state_dict(weights)  # CheckpointError names the file when missing or corrupt
+    model = create_model(arch or "mbv2", num_classes_in(state_dict))  # names the archs if unknown
+    try:
+        return load_checkpoint(model, state_dict)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{weights} (arch {arch or 'mbv2'}): {exc}") from exc
+
+
+class exported_onnx:
+    """A plan's ``.pth`` (or random) model, fused and exported once (dynamic batch and size) to a
+    temporary ONNX file, yielded as (path, description) while a runtime reads it."""
+
+    def __init__(self, plan):
+        self.plan = plan
+
+    def __enter__(self):
+        from ..model.description import with_num_classes
+        model = torch_model(self.plan.arch, self.plan.weights, self.plan.num_classes)
+        description = with_num_classes(self.plan.description, model.num_classes)
+        arch = self.plan.arch or "mbv2"
+        info = {"arch": arch, "num_classes": model.num_classes, "output_stride": model.output_stride}
+        self.folder = tempfile.TemporaryDirectory(prefix="refinenet_ros_")
+        path = os.path.join(self.folder.name, f"{arch}.onnx")
+        export_onnx(ExportWrapper(fuse_for_inference(model.eval())), path, info, dynamic=True, height=96,
+                    width=128)
+        return path, description
+
+    def __exit__(self, *exc):
+        self.folder.cleanup()

@@ -1,5 +1,6 @@
-"""One plan for a request: the user's ``arch``, ``weights``, ``device``, ``precision`` and
-``backend`` become (device, precision, backend, weights file, reason), decided here only.
+"""One plan for a request: the user's ``arch``, ``weights``, ``device``, ``precision``,
+``backend`` and ``streams`` become (device, precision, backend, weights file, frames in flight,
+reason), decided here only.
 
 The rules, stated once:
 
@@ -12,23 +13,27 @@ The rules, stated once:
   cached per CPU, runtime versions, weights file, network size and precision). Without a
   measurement (``REFINENET_ROS_AUTOTUNE=0``) :data:`.backends.STATIC_PREFERENCE` decides. On
   CUDA PyTorch runs ``.pth`` weights (fused fp16, batches); an Intel GPU or NPU is OpenVINO's.
+- ``streams`` (frames in flight) as :mod:`.streams` decides, with the measured gain of two.
 - An explicit ``backend`` or ``precision`` is honoured exactly, or refused with the reason.
 """
 import os
 from dataclasses import dataclass, field, replace
 
-from ..choices import BACKENDS as BACKEND_CHOICES
-from .backends import BACKENDS, RANDOM_INIT, STATIC_PREFERENCE, TWO_AT_ONCE
-from .cpu import cpu_info
-from .description import ModelDescription, describe
-from .devices import device_name_problem, device_type
-from .precision import INT8, check_precision_name, check_precision_supported, resolve_device
+from ...choices import BACKENDS as BACKEND_CHOICES
+from ..backends import BACKENDS, RANDOM_INIT, STATIC_PREFERENCE
+from ..hardware.cpu import cpu_info
+from ..hardware.devices import device_name_problem, device_type
+from ..hardware.precision import INT8, check_precision_name, check_precision_supported, resolve_device
+from ..model.description import ModelDescription, describe
+from ..model.shipped import default_weights
+from .streams import TWO_AT_ONCE, check_streams, resolve_streams
 
 DEFAULT_MEASURE_SIZE = (360, 480)  # network size measured when frames run at their native size
 
 
 @dataclass(frozen=True)
 class Plan:
+    """What was decided for a request; the loader's one input, kept beside the network."""
     device: str                    # "cpu", "cuda:0", "intel_gpu", "intel_npu"
     precision: str
     backend: str
@@ -37,10 +42,9 @@ class Plan:
     reason: str
     description: ModelDescription     # what the model is (classes, input, output)
     measured: dict = field(default_factory=dict)  # "backend/precision[ two at once]" -> ms per frame
-    num_classes: int | None = None    # asked for (None: the weights')
+    num_classes: int | None = None    # classes of a randomly initialised model (None: 21)
     compile: bool = False
-    streams: object = 1               # calls that may run at once ("auto": as many as pay)
-    model_info: str | None = None     # the description file asked for, if any
+    streams: int = 1                  # calls that may run at once (frames in flight)
 
     @property
     def device_type(self):
@@ -49,9 +53,7 @@ class Plan:
     @property
     def streams_gain(self):
         """Measured frames/s of the chosen candidate with two calls at once over one, or None."""
-        label = f"{self.backend}/{self.precision}"
-        one, two = self.measured.get(label), self.measured.get(label + TWO_AT_ONCE)
-        return round(one / two, 3) if one and two else None
+        return _streams_gain(self.backend, self.precision, self.measured)
 
 
 @dataclass(frozen=True)
@@ -64,14 +66,16 @@ class WeightFiles:
     description: ModelDescription
 
 
-def make_plan(arch="mbv2", weights="default", device="auto", precision="auto", backend="auto",
-              compile=False, input_size=None, cpu=None, measure=None, num_classes=None, streams=1,
-              model_info=None):
-    """The :class:`Plan` for a request; ``cpu`` (a :class:`.cpu.CpuInfo`, read when None) and
-    ``measure`` (default :func:`.autotune.choose`) are arguments so every CPU can be tested."""
+def make_plan(*, arch="mbv2", weights="default", device="auto", precision="auto", backend="auto",
+              compile=False, input_size=None, num_classes=None, streams=1, model_info=None, cpu=None,
+              measure=None):
+    """The :class:`Plan` for a request; ``cpu`` (a :class:`..hardware.cpu.CpuInfo`, read when
+    None) and ``measure`` (default :func:`.autotune.choose`) are arguments so every CPU can be
+    tested."""
     if backend not in BACKEND_CHOICES:
         raise ValueError(f"backend must be one of {BACKEND_CHOICES}, got {backend!r}")
     check_precision_name(precision)
+    streams = check_streams(streams)
     device = _resolve_device(device)
     kind = device_type(device)
     files = weight_files(weights, arch, model_info)
@@ -85,9 +89,16 @@ def make_plan(arch="mbv2", weights="default", device="auto", precision="auto", b
                          + "; ".join(dict.fromkeys(refusals)))
     (name, chosen, file), how, measured = _choose(candidates, precisions, kind, files, input_size,
                                                   cpu, measure, model_info)
-    reason = f"precision {chosen}: {why}; backend {name}: {how}"
-    return Plan(device, chosen, name, file, files.arch, reason, files.description, measured,
-                num_classes, bool(compile), streams, model_info)
+    gain = _streams_gain(name, chosen, measured)
+    return Plan(device, chosen, name, file, files.arch, f"precision {chosen}: {why}; backend {name}: {how}",
+                files.description, measured, num_classes, bool(compile),
+                resolve_streams(streams, BACKENDS[name], kind, gain))
+
+
+def _streams_gain(backend, precision, measured):
+    label = f"{backend}/{precision}"
+    one, two = measured.get(label), measured.get(label + TWO_AT_ONCE)
+    return round(one / two, 3) if one and two else None
 
 
 def _resolve_device(device):
@@ -103,18 +114,9 @@ def _resolve_device(device):
 def weight_files(weights, arch=None, model_info=None):
     """The files a request may load: "default" is the shipped model (and its int8 export)."""
     if isinstance(weights, str) and weights == "default":
-        description = describe("default", model_info)
-        if arch not in (None, description.arch):
-            raise ValueError(f"the default model is {description.arch!r}, not arch={arch!r}; pass "
-                             f"weights=PATH for another architecture")
-        files = {key: description.extra.get(key) for key in ("weights", "int8_weights")}
-        for path in filter(None, files.values()):
-            if not os.path.isfile(path):
-                raise FileNotFoundError(
-                    f"default model weights {path} not found: the shipped model is not installed "
-                    f"(train it with refinenet-train, then re-run scripts/setup.sh) or pass weights=PATH")
-        return WeightFiles(files["weights"], ".pth", None, files["int8_weights"], description.arch,
-                           description)
+        meta = default_weights(arch)
+        return WeightFiles(meta["weights"], ".pth", None, meta.get("int8_weights"), meta["arch"],
+                           describe("default", model_info))
     if weights is None:
         return WeightFiles(None, RANDOM_INIT, None, None, arch, _ours(describe(None, model_info), arch))
     path = os.fspath(weights)

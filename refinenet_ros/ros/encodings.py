@@ -1,6 +1,6 @@
 """Image encodings, one table: ROS ``sensor_msgs/Image`` encoding names -> element type,
-channels and the conversion to the network's RGB. Used by the engine (``to_rgb``), the ROS
-message conversions and the tools; numpy and OpenCV only (no ROS).
+channels and the conversion to the network's RGB. Used by the message conversions, image_source and
+the tools; numpy and OpenCV only (no ROS import, so ``to_rgb`` serves plain Python callers too).
 
 Generic encodings follow OpenCV/cv_bridge: ``8UC3`` is BGR, ``8UC4`` BGRA; 16-bit images become
 8 bit by keeping the high byte, as cv_bridge does.

@@ -1,7 +1,7 @@
 """``backend: auto`` by measurement: each candidate (backend, precision, weights file) is timed
-briefly in a child process (:mod:`.measure`), the fastest is kept, and the decision is cached.
+briefly in a child process (:mod:`..measure`), the fastest is kept, and the decision is cached.
 A backend that overlaps calls (OpenVINO's streams) is also timed with two frames in flight, so
-``streams: auto`` keeps two only where they pay (:func:`.openvino_backend.resolve_streams`).
+``streams: auto`` keeps two only where they pay (:mod:`.streams`).
 
 Child processes, one at a time: a native runtime that fails to load or dies by a signal on an
 unusual CPU costs that candidate, never the caller. The cache (a JSON file per key in
@@ -25,7 +25,8 @@ import tempfile
 
 import numpy as np
 
-from .backends import BACKENDS, TWO_AT_ONCE
+from ..backends import BACKENDS
+from .streams import TWO_AT_ONCE
 
 MIN_BF16_AGREEMENT = 0.99  # bf16 is kept only with this share of labels as fp32
 CHILD_TIMEOUT_S = 180.0    # loading includes an ONNX export and a compile on a slow CPU

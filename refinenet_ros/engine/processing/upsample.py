@@ -44,19 +44,30 @@ def top_class(logits, size, with_confidence=False, max_elements=None, probabilit
     return _top_class_by_class(logits, size, with_confidence)
 
 
-def merged_confidence(scores, size, labels, lut, probabilities=False):
-    """Per pixel, the summed probability of the classes that ``lut`` (model class -> mapped
-    class) merges with the pixel's top class ``labels`` (N x H x W), class by class."""
+def merged_confidence(shares, count, labels, lut):
+    """Per pixel, the summed probability of the classes that ``lut`` (model class -> output class)
+    merges with the pixel's top class ``labels`` (N x H x W). ``shares(c)`` gives model class c's
+    N x H x W share of the probability (any positive multiple of it, the same for every class),
+    asked one class at a time so that memory stays a few planes whatever the class count."""
     group = lut[labels.long()]
-    top = None if probabilities else _by_class_top(scores, size)
     total = merged = None
-    for index in range(scores.shape[1]):
-        plane = upsample(scores[:, index:index + 1].float(), size)[:, 0]
-        share = plane if probabilities else plane.sub_(top).exp_()
+    for index in range(count):
+        share = shares(index)
         total = share.clone() if total is None else total.add_(share)
         part = share * (group == lut[index])
         merged = part if merged is None else merged.add_(part)
     return merged.div_(total)
+
+
+def score_shares(scores, size, probabilities=False):
+    """The ``shares`` of :func:`merged_confidence` for N x C x h x w ``scores`` upsampled to
+    ``size``: the probabilities themselves, or exp(logit - top logit)."""
+    top = None if probabilities else _by_class_top(scores, size)
+
+    def share(index):
+        plane = upsample(scores[:, index:index + 1].float(), size)[:, 0]
+        return plane if probabilities else plane.sub_(top).exp_()
+    return share
 
 
 def nearest_labels(labels, size):

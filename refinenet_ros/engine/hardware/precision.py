@@ -1,10 +1,10 @@
 """Devices and numeric precisions: their names, parsed and checked in one place (no ROS).
 
-Which precision and backend ``"auto"`` means is decided by :mod:`.plan`, not here.
+Which precision and backend ``"auto"`` means is decided by :mod:`..planning.plan`, not here.
 """
 import torch
 
-from ..choices import PRECISIONS as PRECISION_NAMES
+from ...choices import PRECISIONS as PRECISION_NAMES
 from .devices import INTEL_DEVICES, cuda_index, device_name_problem, device_type
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -8,7 +8,7 @@ from .upsample import upsample
 
 
 class Preprocessor:
-    """The input side of one network (``spec``: its description's :class:`.description.InputSpec`)."""
+    """The input side of one network (``spec``: its description's :class:`..model.description.InputSpec`)."""
 
     def __init__(self, spec, device):
         self.spec, self.device = spec, device
@@ -30,17 +30,26 @@ class Preprocessor:
         for i in indices:
             by_native.setdefault(frames[i].shape[:2], []).append(i)
         order, parts = [], []
-        for native, members in by_native.items():
-            pixels = self._to_device(np.stack([frames[i] for i in members])).permute(0, 3, 1, 2)
-            if native[0] * native[1] > size[0] * size[1]:
-                # shrink before normalising (both are linear): a big frame is copied to float once
-                x = self.normalise(upsample(pixels.float(), size))
-            else:  # NHWC memory: already channels_last
-                x = upsample(self.normalise(pixels), size)
+        for members in by_native.values():
             order += members
-            parts.append(x)
-        batch = self.pad(parts[0] if len(parts) == 1 else torch.cat(parts), size)
-        return order, batch.contiguous(memory_format=torch.channels_last)
+            parts.append(self.resized(self.upload(np.stack([frames[i] for i in members])), size))
+        return order, self.network_input(parts[0] if len(parts) == 1 else torch.cat(parts), size)
+
+    def upload(self, frames):
+        """An N x H x W x 3 uint8 array on the device (pinned and asynchronous on CUDA)."""
+        return self._to_device(frames)
+
+    def resized(self, pixels, size):
+        """N x H x W x 3 uint8 ``pixels`` on the device -> the normalised NCHW batch at ``size``."""
+        pixels = pixels.permute(0, 3, 1, 2)
+        if pixels.shape[2] * pixels.shape[3] > size[0] * size[1]:
+            # shrink before normalising (both are linear): a big frame is copied to float once
+            return self.normalise(upsample(pixels.float(), size))
+        return upsample(self.normalise(pixels), size)  # NHWC memory: already channels_last
+
+    def network_input(self, x, size):
+        """A normalised ``size`` batch as the network takes it: padded, channels_last."""
+        return self.pad(x, size).contiguous(memory_format=torch.channels_last)
 
     def pad(self, x, size):
         """A normalised ``size`` batch padded up to ``size_multiple`` with zeros (the mean colour)."""
@@ -51,11 +60,10 @@ class Preprocessor:
 
     def unpadded(self, scores, size):
         """The part of the network's ``scores`` (or labels) that covers a ``size`` input."""
-        padded = self.spec.padded(size)
-        if padded == tuple(size):
+        if self.spec.padded(size) == tuple(size):
             return scores
-        h, w = scores.shape[-2:]
-        return scores[..., :-(-h * size[0] // padded[0]), :-(-w * size[1] // padded[1])]
+        h, w = self.spec.kept(scores.shape[-2:], size)
+        return scores[..., :h, :w]
 
     def _to_device(self, array):
         if self.device.type != "cuda":

@@ -16,11 +16,11 @@ import json
 import os
 from dataclasses import dataclass, field, replace
 
-import yaml
-
-from ..models import IMAGENET_MEAN, IMAGENET_STD
-from .description_schema import HELP, REQUIRED, DescriptionError, checked_mapping
-from .paths import DEFAULT_MODEL, model_metadata
+from ...models import IMAGENET_MEAN, IMAGENET_STD
+from .classes import check_class_count
+from .files import read_yaml
+from .schema import HELP, REQUIRED, DescriptionError, checked_mapping
+from .shipped import DEFAULT_MODEL, model_metadata
 
 SIDECAR_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -38,6 +38,11 @@ class InputSpec:
         """``size`` (h, w) rounded up to ``size_multiple`` (the input is padded, the scores cropped)."""
         m = self.size_multiple
         return tuple(-(-int(v) // m) * m for v in size)
+
+    def kept(self, scores_size, size):
+        """(h, w) of the network's ``scores_size`` (h, w) scores that cover a ``size`` input padded
+        up to :meth:`padded` (the rest covers the padding and is cropped off)."""
+        return tuple(-(-int(s) * int(v) // p) for s, v, p in zip(scores_size, size, self.padded(size)))
 
     def affine(self):
         """Per-channel (a, b) in the model's channel order: normalised = pixel * a + b."""
@@ -134,17 +139,9 @@ def _graph_precision(model):
 
 
 def _read_file(path):
-    path = os.fspath(path)
-    try:
-        with open(path) as f:
-            loaded = yaml.safe_load(f)  # JSON is YAML too
-    except OSError as exc:
-        raise DescriptionError(f"cannot read model description {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise DescriptionError(f"model description {path} is not valid YAML/JSON: "
-                               f"{' '.join(str(exc).split())[:300]}") from None
+    loaded = read_yaml(path, "model description", DescriptionError)
     if not isinstance(loaded, dict):
-        raise DescriptionError(f"model description {path}: expected a mapping of fields "
+        raise DescriptionError(f"model description {os.fspath(path)}: expected a mapping of fields "
                                f"(name, classes, input, output, ...), got {type(loaded).__name__}")
     return loaded
 
@@ -218,9 +215,8 @@ def _build(mapping, name, source):
 def with_num_classes(description, num_classes):
     """``description`` for a model found to have ``num_classes`` outputs; refused where its
     class names say otherwise."""
-    if description.num_classes not in (None, num_classes):
-        raise DescriptionError(f"{description.source} names {description.num_classes} classes but the "
-                               f"model has {num_classes} output channels")
+    check_class_count(description.num_classes, num_classes, description.source, "the model",
+                      "output channels", DescriptionError)
     return replace(description, num_classes=int(num_classes))
 
 
@@ -250,7 +246,7 @@ def check_graph(description, path, input_shape, input_is_float, output_shape):
     channels = output_shape[1]
     if channels is None and description.num_classes is None:
         fail("cannot tell the number of classes: name them in classes")
-    if channels is not None and description.num_classes not in (None, channels):
-        fail(f"{description.num_classes} classes named but the graph's output has {channels} channels")
+    check_class_count(description.num_classes, channels, description.source, f"{path}'s output",
+                      "channels", DescriptionError)
     described = replace(description, num_classes=description.num_classes or channels)
     return described, tuple(size or graph_size) if (size or graph_size) else None

@@ -1,9 +1,41 @@
-"""Checks of the Segmenter's arguments and frames, each with an error that says what and where."""
+"""One ``segment()`` call, checked: its frames, the network size and output size of each, and the
+outputs asked for; every argument refused with an error that says what and where."""
+from dataclasses import dataclass
+
 import numpy as np
 
+from ...choices import OUTPUT_RESOLUTIONS
 
-def fit(size, max_pixels):
-    """``size`` (h, w), scaled down with its aspect ratio to at most ``max_pixels`` pixels."""
+
+@dataclass(frozen=True)
+class FrameRequest:
+    frames: list                # H x W x 3 uint8 RGB arrays
+    network_sizes: list         # per frame: the (h, w) it runs at
+    output_sizes: list          # per frame: the (h, w) of its results
+    with_confidence: bool
+    with_color: bool
+
+    @property
+    def pixels(self):
+        """The elements of all its frames (what the memory guard watches)."""
+        return sum(frame.size for frame in self.frames)
+
+
+def frame_request(images, size, output_resolution, max_pixels, with_confidence, with_color):
+    """The checked request: ``size`` is the network size of every frame (None: each frame's own,
+    scaled down to at most ``max_pixels``); ``output_resolution`` "input" (each frame's size) or
+    "network" (its network size)."""
+    frames = check_images(images)
+    if output_resolution not in OUTPUT_RESOLUTIONS:
+        raise ValueError(f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, got {output_resolution!r}")
+    network_sizes = [size or native_size(frame.shape[:2], max_pixels) for frame in frames]
+    output_sizes = [frame.shape[:2] if output_resolution == "input" else net
+                    for frame, net in zip(frames, network_sizes)]
+    return FrameRequest(frames, network_sizes, output_sizes, bool(with_confidence), bool(with_color))
+
+
+def native_size(size, max_pixels):
+    """A frame's own ``size`` (h, w), scaled down with its aspect ratio to at most ``max_pixels``."""
     h, w = size
     if not max_pixels or h * w <= max_pixels:
         return (h, w)
@@ -25,19 +57,10 @@ def check_images(images):
             raise TypeError(f"image {i}: expected dtype uint8, got {image.dtype}")
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image {i}: expected H x W x 3 RGB, got shape {image.shape} "
-                             f"(convert other encodings with refinenet_ros.engine.to_rgb)")
+                             f"(convert other encodings with refinenet_ros.ros.encodings.to_rgb)")
         if image.shape[0] == 0 or image.shape[1] == 0:
             raise ValueError(f"image {i}: empty image of shape {image.shape}")
-    return images
-
-
-def check_streams(streams):
-    """``streams`` as given: "auto" (0 or None too) or an integer >= 1."""
-    if streams in ("auto", 0, None):
-        return "auto"
-    if isinstance(streams, bool) or not isinstance(streams, (int, np.integer)) or streams < 1:
-        raise ValueError(f"streams must be 'auto' or an integer >= 1, got {streams!r}")
-    return int(streams)
+    return list(images)
 
 
 def check_size(size, name):
@@ -60,12 +83,3 @@ def check_scales(scales):
     if not scales or any(not s > 0 or s == float("inf") for s in scales):
         raise ValueError(f"scales must be a non-empty sequence of positive numbers, got {scales!r}")
     return scales
-
-
-def check_class_names(names, num_classes):
-    if names is None:
-        return [f"class_{i}" for i in range(num_classes)]
-    names = [str(n) for n in names]
-    if len(names) != num_classes:
-        raise ValueError(f"{len(names)} class names given for {num_classes} classes")
-    return names

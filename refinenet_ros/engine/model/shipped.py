@@ -1,4 +1,5 @@
-"""Where the package's share files (config, launch, shipped models) are, installed or not.
+"""The package's installed files: the share folder (config, launch, shipped models), installed
+or not, and the shipped model that ``weights: "default"`` names.
 
 Installed (colcon or pip): ``<prefix>/share/refinenet_ros`` for a prefix on
 ``AMENT_PREFIX_PATH`` or ``sys.prefix``. Running from a source checkout: the repository root.
@@ -11,7 +12,7 @@ import sys
 
 PACKAGE = "refinenet_ros"
 DEFAULT_MODEL = "camvid_mbv2"
-_SOURCE_ROOT = pathlib.Path(__file__).resolve().parents[2]  # the repository root
+_SOURCE_ROOT = pathlib.Path(__file__).resolve().parents[3]  # the repository root
 
 
 def share_dir():
@@ -54,21 +55,28 @@ def model_metadata(name=DEFAULT_MODEL):
     return meta
 
 
-def resolve_weights(weights, arch=None, precision="auto"):
-    """``(path, arch, metadata)`` for ``weights``: "default" is the shipped model (its int8 export
-    for precision "int8"), with its metadata; anything else passes through with ``{}``. For the
-    tools that load a checkpoint themselves (export, benchmark, demo); the engine's plan reads the
-    shipped model through :func:`.description.describe`. Raises ValueError for an ``arch`` other
-    than the shipped model's and FileNotFoundError (saying what to do) when its file is missing."""
-    if not (isinstance(weights, str) and weights == "default"):
-        return weights, arch, {}
+def default_weights(arch=None):
+    """The shipped model's metadata, its ``weights`` (and ``int8_weights``, where an int8 export
+    ships) checked to exist: the one place that says what ``weights: "default"`` loads. Refuses
+    an ``arch`` other than the shipped model's; a missing file says what to do."""
     meta = model_metadata()
     if arch not in (None, meta["arch"]):
         raise ValueError(f"the default model is {meta['arch']!r}, not arch={arch!r}; pass weights=PATH "
                          f"for another architecture")
+    for path in filter(None, (meta.get(key) for key in ("weights", "int8_weights"))):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"default model weights {path} not found: the shipped model is not installed (train it "
+                f"with refinenet-train, then re-run scripts/setup.sh) or pass weights=PATH")
+    return meta
+
+
+def resolve_weights(weights, arch=None, precision="auto"):
+    """``(path, arch, metadata)`` for ``weights``: "default" is the shipped model (its int8 export
+    for precision "int8"), with its metadata (:func:`default_weights`); anything else passes
+    through with ``{}``. For the tools that load a checkpoint themselves (export, benchmark, demo)."""
+    if not (isinstance(weights, str) and weights == "default"):
+        return weights, arch, {}
+    meta = default_weights(arch)
     path = meta["int8_weights" if precision == "int8" and "int8_weights" in meta else "weights"]
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"default model weights {path} not found: the shipped model is not installed (train it with "
-            f"refinenet-train, then re-run scripts/setup.sh) or pass weights=PATH")
     return path, meta["arch"], meta

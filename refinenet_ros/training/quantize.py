@@ -16,7 +16,7 @@ import tempfile
 import numpy as np
 
 from ..models import normalize_images
-from .frames import read_frames
+from ..engine.frames import read_frames
 
 # Node-name fragments of the layers kept in fp32: MobileNet-v2 stem and stages 0-2 (output
 # stride <= 8: the agreement behind it is in docs/performance.md); for ResNets conv1 and layer1 by analogy (no trained ResNet
@@ -40,7 +40,7 @@ def graph_input(frames, input_mode, size=None, spec=None):
             if spec is None:
                 batch = normalize_images(pixels).contiguous().numpy()
             else:
-                from .preprocess import Preprocessor
+                from ..engine.processing.preprocess import Preprocessor
                 preprocessor = Preprocessor(spec, torch.device("cpu"))
                 batch = preprocessor.pad(preprocessor.normalise(pixels), frame.shape[:2]).contiguous().numpy()
         yield np.ascontiguousarray(batch)
@@ -119,8 +119,8 @@ def quantize_described(fp32_path, output, frames_source, count):
     """``refinenet-export --weights MODEL.onnx --int8 FRAMES``: a described ONNX model from
     elsewhere quantised into ``output``, calibrated on ``count`` frames, then its label agreement
     with the fp32 model on ``count`` other frames, both run as the engine runs them."""
-    from .description import describe
-    from .segmenter import Segmenter
+    from ..engine.model.description import describe
+    from ..engine.segmenter import Segmenter
     description = describe(fp32_path)
     if description.output == "labels":
         raise ValueError(f"{fp32_path} outputs labels: int8 calibration needs its scores")
@@ -161,7 +161,7 @@ def label_agreement(onnx_path, reference, frames):
     import torch
     import torch.nn.functional as F
 
-    from .backends.onnxruntime_backend import OnnxModel
+    from ..engine.backends.onnxruntime_backend import OnnxModel
     model = OnnxModel(onnx_path, "cpu")
     same = total = 0
     with torch.inference_mode():
@@ -182,7 +182,7 @@ def export_int8(wrapper, info, output, frames_source, count, **export_options):
     PyTorch fp32 model on ``count`` other frames. Returns the export report."""
     import torch
 
-    from .export import describe_graph, export_onnx
+    from ..engine.backends.export import describe_graph, export_onnx
     if (wrapper.input_mode, wrapper.output_mode, wrapper.dtype) != ("float_nchw", "logits", torch.float32):
         raise ValueError("--int8 exports float input and logits (the engine's interface); "
                          "drop --uint8-input, --labels and --fp16")

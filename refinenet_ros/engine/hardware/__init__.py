@@ -1,0 +1,1 @@
+"""What this machine has: CPU features, device names, precisions, and memory given back after large frames."""

@@ -1,0 +1,132 @@
+"""The live trial: how the node takes frames - its :class:`IntakeMode` - chosen by label age on the
+live cameras (docs/node.md, "Frame intake").
+
+An explicit state machine, advanced by :meth:`LiveTrial.tick` on the node's timer::
+
+    WAITING --frames flow--> SETTLING(mode) --settle_s--> MEASURING(mode) --measure_s--> SETTLING(next)
+                                                                                       \\-> DECIDED(best)
+    DECIDED --the input rate changed RATE_CHANGE x for CHANGE_HELD_S--> SETTLING(first)
+
+Each mode settles ``settle_s`` (its effect reaches the labels), then is measured ``measure_s``; the
+one with the youngest labels is kept. The trial's ``mode`` is the one place the mode in force is
+held (the first of ``modes`` until the trial runs: the engine's own decision, already in force);
+``apply(mode)`` puts a change in force in the pipeline and the engine.
+"""
+import enum
+import time
+from typing import NamedTuple
+
+from ...engine.planning.streams import trial_counts
+
+
+class IntakeMode(NamedTuple):
+    """``frames_in_flight`` frames segmented at once; with ``wait_for_next_frame``, a lone stale
+    frame is passed over for its camera's next one (:mod:`.rules`)."""
+    frames_in_flight: int
+    wait_for_next_frame: bool
+
+    def __str__(self):
+        return f"{self.frames_in_flight}, {'waiting for' if self.wait_for_next_frame else 'not waiting for'} " \
+               f"the next frame"
+
+
+def trial_modes(requested_in_flight, wait_for_next_frame, segmenter, cores=None):
+    """The modes to try, the one to start with first: every frames-in-flight count the engine's
+    one decision allows (:func:`..planning.streams.trial_counts`), waiting for the next frame and,
+    where ``wait_for_next_frame`` is auto, not waiting too (waiting is what the simple model of
+    docs/node.md prefers; some CPUs segment a frame slower after idling, which only the live trial
+    sees)."""
+    waits = (True, False) if wait_for_next_frame == "auto" else (wait_for_next_frame == "always",)
+    counts = trial_counts(requested_in_flight, segmenter.network.spec, segmenter.device.type,
+                          segmenter.plan.streams, cores)
+    return [IntakeMode(count, wait) for count in counts for wait in waits]
+
+
+class TrialState(enum.Enum):
+    WAITING = "waiting for frames"
+    SETTLING = "settling"
+    MEASURING = "measuring"
+    DECIDED = "decided"
+
+
+class LiveTrial:
+    RATE_CHANGE = 1.5
+    # a camera that pauses and resumes passes through a changed rate while the rate window empties
+    # and refills (docs/node.md); only a change that holds is a new load
+    CHANGE_HELD_S = 3.0
+
+    def __init__(self, modes, apply, age, input_rate, log=print, settle_s=2.0, measure_s=4.0,
+                 clock=time.monotonic):
+        self.modes, self._apply, self._age, self._input_rate = list(modes), apply, age, input_rate
+        self._log, self._clock = log, clock
+        self.settle_s, self.measure_s = settle_s, measure_s
+        self.mode = self.modes[0]
+        self.state = TrialState.WAITING if len(self.modes) > 1 else TrialState.DECIDED
+        self.figures = {}  # mode -> ms of the last trial
+        self._queue, self._phase_end, self._decided_rate, self._changed_since = [], None, None, None
+
+    @property
+    def note(self):
+        """For /diagnostics: the mode in force, and how it was chosen."""
+        if len(self.modes) < 2:
+            return f"{self.mode} (fixed)"
+        if self.state in (TrialState.SETTLING, TrialState.MEASURING):
+            return f"{self.mode} (trying {'; '.join(map(str, self.modes))} on the live cameras)"
+        if not self.figures:
+            return f"{self.mode} (no frames yet)"
+        figures = "; ".join(f"{m}: {ms:.0f} ms" for m, ms in sorted(self.figures.items()) if ms is not None)
+        return f"{self.mode} (youngest labels: {figures})"
+
+    def tick(self):
+        """Advance the state machine; the line that states a decision is logged, and returned."""
+        now, rate = self._clock(), self._input_rate()
+        if self.state in (TrialState.WAITING, TrialState.DECIDED):
+            if len(self.modes) > 1 and self._rate_changed(now, rate):
+                self.figures, self._changed_since = {}, None
+                self._settle(self.modes[0], self.modes[1:], now)
+            return None
+        if now < self._phase_end:
+            return None
+        if self.state is TrialState.SETTLING:
+            self._age.reset()
+            self.state, self._phase_end = TrialState.MEASURING, now + self.measure_s
+            return None
+        self.figures[self.mode] = self._age.mean_ms()
+        if self._queue:
+            self._settle(self._queue[0], self._queue[1:], now)
+            return None
+        return self._decide(rate)
+
+    def _rate_changed(self, now, rate):
+        """Whether to try (again): frames flow for the first time, or the input rate has differed
+        from the one last decided at by over RATE_CHANGE x for CHANGE_HELD_S."""
+        if self._decided_rate is None:
+            return rate > 0
+        if rate <= 0 or not _changed(rate, self._decided_rate, self.RATE_CHANGE):
+            self._changed_since = None
+            return False
+        if self._changed_since is None:
+            self._changed_since = now
+        return now - self._changed_since >= self.CHANGE_HELD_S
+
+    def _settle(self, mode, queue, now):
+        self.mode, self._queue = mode, list(queue)
+        self._apply(mode)
+        self.state, self._phase_end = TrialState.SETTLING, now + self.settle_s
+
+    def _decide(self, rate):
+        measured = {m: ms for m, ms in self.figures.items() if ms is not None}
+        best = min(measured, key=lambda m: (measured[m], m)) if measured else self.modes[0]
+        self.state, self._decided_rate = TrialState.DECIDED, rate
+        if best != self.mode:
+            self.mode = best
+            self._apply(best)
+        figures = "; ".join(f"{m}: {ms:.0f} ms" for m, ms in sorted(measured.items()))
+        line = (f"frames in flight: {best} (the youngest labels on the live cameras; time-weighted age "
+                f"of the newest label with {figures}; input {rate:.1f} frames/s)")
+        self._log(line)
+        return line
+
+
+def _changed(rate, reference, factor):
+    return rate > factor * reference or rate * factor < reference
