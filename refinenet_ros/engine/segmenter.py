@@ -36,13 +36,15 @@ class Segmenter:
     ``segment()`` can override it per call. ``scales`` / ``flip``: test-time multi-scale and
     mirror averaging of softmax probabilities. ``compile``: torch.compile the model. ``streams``:
     how many ``segment()`` calls may run at once on different threads ("auto": as
-    :mod:`.planning.streams` decides); backends that cannot overlap calls run one.
+    :mod:`.planning.streams` decides); backends that cannot overlap calls run one. ``cuda_graphs``:
+    on CUDA, run each shape's whole pipeline as a CUDA graph, checked against the eager path on
+    first use (:mod:`.processing.cuda_graphs`).
     """
 
     def __init__(self, arch="mbv2", weights="default", num_classes=None, device="auto",
                  precision="auto", input_size=None, palette=None, class_names=None,
                  scales=(1.0,), flip=False, compile=False, backend="auto", streams=1,
-                 model_info=None, label_map=None):
+                 model_info=None, label_map=None, cuda_graphs=True):
         self.scales, self.flip = check_scales(scales), bool(flip)
         self.network, self.plan = load_network(
             arch=arch, weights=weights, num_classes=num_classes, device=device, precision=precision,
@@ -57,7 +59,7 @@ class Segmenter:
                                         class_names, palette)
         output = Postprocessor(self.description, self.classes, self.device)
         self._tensor_path = TensorPath(self.network, Preprocessor(self.description.input, self.device),
-                                       output, self.scales, self.flip)
+                                       output, self.scales, self.flip, cuda_graphs)
         self._graph_path = InGraphPath(self.network, output, self.classes.label_map)
         self._memory = MemoryGuard()
         self._local = threading.local()  # per calling thread: the timings of its last call
@@ -84,6 +86,9 @@ class Segmenter:
     label_map = property(lambda self: self.classes.label_map)
     last_timings = property(lambda self: getattr(self._local, "timings", {}),
                             doc="ms per stage of this thread's last segment() call")
+
+    graph_status = property(lambda self: self._tensor_path.graph_status,
+                            doc="whether the whole pipeline runs as CUDA graphs, and how that went")
 
     def input_size_refusal(self, size):
         """Why the model cannot run at network input ``size`` (a static model), or None."""

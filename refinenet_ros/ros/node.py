@@ -196,7 +196,8 @@ class SegmentationNode(LifecycleNode):
                              num_classes=values["num_classes"] or None, device=values["device"],
                              precision=values["precision"], palette=palette, class_names=names,
                              backend=values["backend"], streams=values["frames_in_flight"],
-                             model_info=values["model_info"] or None, label_map=values["label_map"] or None)
+                             model_info=values["model_info"] or None, label_map=values["label_map"] or None,
+                             cuda_graphs=values["cuda_graphs"])
         except Exception as exc:  # noqa: BLE001 - any model-loading failure is a start-up error
             raise StartupError(f"cannot load the model (arch={values['arch']!r}, "
                                f"weights={values['weights']!r}): {exc}") from exc
@@ -249,7 +250,7 @@ class SegmentationNode(LifecycleNode):
         dropped = self._intake.dropped() if self._pipeline else None
         self._diagnostics.publish(self._stats.report(
             name, dropped, str(seg.device), seg.precision, seg.arch, seg.backend, self.state,
-            self._trial.note if self._trial else str(seg.streams)))
+            self._trial.note if self._trial else str(seg.streams), seg.graph_status))
 
     def destroy_node(self):
         self._stop_pipeline()  # the threads end first; rclpy destroys the entities

@@ -80,6 +80,9 @@ PARAMETERS = {
                        choices=PRECISIONS),
     "backend": Param("auto", "auto: the installed backend measured fastest for this CPU, weights, size "
                      "and precision (cached); PyTorch on CUDA", choices=BACKENDS),
+    "cuda_graphs": Param(True, "on CUDA with PyTorch, run each frame shape's whole pipeline as a CUDA "
+                         "graph, checked against the eager path on first use (a shape that fails or "
+                         "disagrees runs eagerly, logged once)"),
     "model_info": Param("", "model description file (classes, input, output: docs/models.md); '' = "
                         "<weights>.yaml beside the weights, or the model's own"),
     "label_map": Param("", "label map file merging the model's classes into yours (docs/models.md); "

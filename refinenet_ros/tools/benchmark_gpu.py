@@ -6,8 +6,9 @@ anchor, measured in the same run, as one JSON object.
 The anchor is the whole frame pipeline captured once in a CUDA graph per batch size (pinned
 uint8 upload, normalise, the fused fp16 model, bilinear upsampling, arg-max, palette, pinned
 download of labels and colours), replayed: what the GPU gives. Beside it, ``Segmenter`` in fp16
-and fp32 at each batch size; 8 cameras batched against one at a time; fp16's labels against
-fp32's; peak GPU memory; training iterations/s (fp16 autocast, one batch of crops). With
+and fp32 with its CUDA graphs on and off at each batch size, and the graphs' self-checks; 8
+cameras batched against one at a time; fp16's labels against fp32's; peak GPU memory; training
+iterations/s (fp16 autocast, one batch of crops); with ``--tests``, the test summary. With
 ``--device cpu`` the CUDA-only parts say why they were skipped (a dry run of the rest).
 """
 import argparse
@@ -32,7 +33,17 @@ def parse_args(argv=None):
     p.add_argument("--seconds", type=float, default=2.0, help="timed per measurement")
     p.add_argument("--device", default="cuda")
     p.add_argument("--train-batch", type=int, default=8)
+    p.add_argument("--tests", help="pytest's output to summarise in the report (scripts/gpu_check.sh)")
     return p.parse_args(argv)
+
+
+def tests_summary(path):
+    """{"passed": n, "failed": n, "skipped": n, ..., "failures": [test ids]} of pytest's output."""
+    import re
+    with open(path) as f:
+        text = f.read()
+    counts = {kind: int(n) for n, kind in re.findall(r"(\d+) (passed|failed|skipped|errors?|xfailed)", text)}
+    return {**counts, "failures": re.findall(r"^(?:FAILED|ERROR) (\S+)", text, re.M)}
 
 
 def frames_per_s(run, batch, seconds, sync):
@@ -92,17 +103,22 @@ def anchor(model, palette, frames, batch, size):
 
 
 def engine_figures(args, frames, sync):
+    """Frames/s of the engine per precision, with CUDA graphs on and off (on a CPU: off only),
+    per batch size."""
     figures, engines = {}, {}
+    modes = (True, False) if args.device.startswith("cuda") else (False,)
     for precision in ("fp16", "fp32"):
-        try:
-            engines[precision] = Segmenter(weights=args.weights, device=args.device, precision=precision,
-                                           backend="torch", input_size=tuple(args.size))
-        except ValueError as exc:  # fp16 on a CPU
-            figures[precision] = {"skipped": str(exc)}
-            continue
-        seg = engines[precision]
-        figures[precision] = {str(b): frames_per_s(lambda b=b: seg.segment(frames[:b]), b, args.seconds, sync)
-                              for b in args.batches}
+        for graphs in modes:
+            name = f"{precision}" + ("" if graphs else " eager")
+            try:
+                seg = Segmenter(weights=args.weights, device=args.device, precision=precision, backend="torch",
+                                input_size=tuple(args.size), cuda_graphs=graphs)
+            except ValueError as exc:  # fp16 on a CPU
+                figures[name] = {"skipped": str(exc)}
+                continue
+            engines[name] = seg
+            figures[name] = {str(b): frames_per_s(lambda b=b: seg.segment(frames[:b]), b, args.seconds, sync)
+                             for b in args.batches}
     return figures, engines
 
 
@@ -141,14 +157,16 @@ def main(argv=None):
     report = {"device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
               "size": list(args.size), "frames": args.frames or "synthetic"}
     report["engine_fps"], engines = engine_figures(args, frames, sync)
-    fp16, fp32 = engines.get("fp16"), engines.get("fp32")
+    fp16, fp32 = engines.get("fp16"), engines.get("fp32") or engines.get("fp32 eager")
     if fp16 is not None:
         report["anchor_fps"] = {str(b): frames_per_s(anchor(fp16.network.model, fp16.palette, frames, b, args.size),
                                                      b, args.seconds, sync) for b in args.batches}
-        report["engine_vs_anchor"] = {b: round(report["engine_fps"]["fp16"][b] / fps, 3)
-                                      for b, fps in report["anchor_fps"].items()}
-        report["fp16_vs_fp32"] = {b: round(fps / report["engine_fps"]["fp32"][b], 3)
-                                  for b, fps in report["engine_fps"]["fp16"].items()}
+        report["engine_vs_anchor"] = {name: {b: round(report["engine_fps"][name][b] / fps, 3)
+                                             for b, fps in report["anchor_fps"].items()}
+                                      for name in ("fp16", "fp16 eager") if name in engines}
+        report["fp16_vs_fp32"] = {mode: {b: round(fps / report["engine_fps"][f"fp32{mode}"][b], 3)
+                                         for b, fps in report["engine_fps"][f"fp16{mode}"].items()}
+                                  for mode in ("", " eager")}
         ours, theirs = fp16.segment(frames[:8]), fp32.segment(frames[:8])
         report["fp16_labels_as_fp32"] = round(float(np.mean([(a.labels == b.labels).mean()
                                                               for a, b in zip(ours, theirs)])), 5)
@@ -160,9 +178,15 @@ def main(argv=None):
     report["cameras_8"] = {"batched_fps": batched, "one_at_a_time_fps": singly, "ratio": round(batched / singly, 3)}
     if cuda:
         report["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        # every graph captured by now, each checked against the eager path on its first replay
+        report["self_checks"] = {name: seg.graph_status for name, seg in engines.items() if "eager" not in name}
+    else:
+        report["self_checks"] = {"skipped": "CUDA graphs need CUDA"}
     report["training"] = training_its(args, sync)
-    report["targets"] = {"engine_vs_anchor": ">= 0.8 at batch 1 and 8", "fp16_vs_fp32": ">= 1.0 at every batch",
-                         "cameras_8 ratio": ">= 3 (CUDA)"}
+    report["targets"] = {"engine_vs_anchor fp16": ">= 0.8 at batch 1 and 8", "fp16_vs_fp32": ">= 1.0 at every batch",
+                         "cameras_8 ratio": ">= 3 (CUDA)", "self_checks": "no refusal"}
+    if args.tests:
+        report["tests"] = tests_summary(args.tests)
     print(json.dumps(report, indent=2))
     return 0
 

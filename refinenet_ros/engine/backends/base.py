@@ -26,6 +26,7 @@ class BackendSpec:
     compiles: bool = False   # runs torch.compile
     overlaps: bool = False   # runs several calls at once on a CPU (frames in flight: set_streams)
     whole_frame: bool = False  # runs a uint8 frame's whole pipeline in its runtime (segment_frame)
+    cuda_graphs: bool = False  # its calls on CUDA can be captured in a CUDA graph (torch tensors throughout)
 
     def installed(self):
         return all(importlib.util.find_spec(name) is not None for name in self.requires)

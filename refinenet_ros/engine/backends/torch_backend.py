@@ -19,7 +19,7 @@ class TorchNetwork(Network):
 
     spec = BackendSpec("torch", reads=(".pth", RANDOM_INIT),
                        runs={"cpu": ("fp32", "bf16"), "cuda": ("fp32", "fp16", "bf16")},
-                       requires=("torch",), compiles=True)
+                       requires=("torch",), compiles=True, cuda_graphs=True)
 
     def __init__(self, model, description, device, precision):
         self.description = replace(with_num_classes(description, model.num_classes),

@@ -10,20 +10,30 @@
   requests whose outputs fit all of the model's class maps at once.
 """
 import time
+import warnings
 
 import numpy as np
 import torch
 
+from .cuda_graphs import GraphCache
 from .frame_function import FrameFunction, FrameShape
 from .upsample import MAX_SCORE_ELEMENTS, upsample
 
 
 class TensorPath:
-    def __init__(self, network, preprocessor, postprocessor, scales=(1.0,), flip=False, graphs=None):
+    def __init__(self, network, preprocessor, postprocessor, scales=(1.0,), flip=False, cuda_graphs=True):
         self.network, self.input, self.output = network, preprocessor, postprocessor
         self.scales, self.flip = tuple(scales), bool(flip)
         self.function = FrameFunction(network, preprocessor, postprocessor)
-        self.graphs = graphs  # a cuda_graphs.GraphCache of the function, or None
+        self.graphs = None  # the function's CUDA graphs, where they can run
+        if cuda_graphs and network.device.type == "cuda" and network.spec.cuda_graphs and \
+                getattr(network, "compiled", None) is None:  # torch.compile makes graphs of its own
+            self.graphs = GraphCache(self.function, preprocessor.upload, network.precision, network.model_classes,
+                                     network.device, log=_warn)
+
+    @property
+    def graph_status(self):
+        return "off" if self.graphs is None else f"on: {self.graphs.status()}"
 
     def run(self, request, memory=None):
         clock = StageClock(self.network.device)
@@ -154,3 +164,7 @@ class StageClock:
         for (_, before), (stage, after) in zip(self._marks, self._marks[1:]):
             times[stage] += before.elapsed_time(after) if self._cuda else 1000 * (after - before)
         return times
+
+
+def _warn(line):
+    warnings.warn(line, RuntimeWarning, stacklevel=2)
