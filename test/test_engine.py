@@ -399,3 +399,15 @@ def test_colours_are_left_out_on_request_unless_the_overlay_needs_them(weights):
         assert bare.color is None and np.array_equal(bare.labels, full.labels), backend
         blended = segmenter.segment([frame], with_color=False, overlay_alpha=0.5)[0]
         np.testing.assert_array_equal(blended.color, full.color)
+
+
+@pytest.mark.parametrize("kind", ["directory", "device", "empty .pth", "empty .onnx"])
+def test_weights_that_are_no_file_to_read_say_so(tmp_path, kind):
+    path = {"directory": tmp_path, "device": "/dev/zero", "empty .pth": tmp_path / "w.pth",
+            "empty .onnx": tmp_path / "w.onnx"}[kind]
+    if kind.startswith("empty"):
+        path.write_bytes(b"")
+    reason = {"directory": "is a directory, not a file", "device": "is not a regular file",
+              "empty .pth": "is empty (0 bytes", "empty .onnx": "is empty (0 bytes"}[kind]
+    with pytest.raises(ValueError, match=reason.replace("(", r"\(")):
+        Segmenter(weights=str(path), device="cpu")

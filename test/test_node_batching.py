@@ -185,6 +185,9 @@ def test_params_yaml_declares_every_parameter_with_its_default(repo_root):
     ("image_topics", ["/a/image", "/a/image"], "duplicates"),
     ("image_topics", ["/a/image", "/a/image_rect"], "share a namespace"),
     ("weights", "/no/such/file.pth", "does not exist"),
+    ("weights", "/tmp", "/tmp is a directory, not a file"),
+    ("weights", "/dev/zero", "/dev/zero is not a regular file"),
+    ("label_map", "/dev/null", "is not a regular file"),
     ("backend", "tensorrt", "backend must be one of"),
     ("transport", "theora", "transport must be one of"),
 ])

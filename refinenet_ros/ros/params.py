@@ -27,7 +27,7 @@ from ..choices import (
     WAIT_FOR_NEXT_FRAME,
 )
 from ..engine.hardware.devices import device_name_problem
-from ..engine.model.files import read_yaml
+from ..engine.model.files import file_problem, read_yaml
 from .outputs import OUTPUTS, SWITCHES, enabled_outputs
 
 MAX_INPUT_SIZE = 8192
@@ -205,8 +205,7 @@ def check_value(name, value):
     if name == "image_topics":
         return check_topics(value)
     if name in ("weights", "model_info", "label_map", "palette", "class_names") and value not in ("", "default"):
-        if not pathlib.Path(value).expanduser().is_file():
-            return f"{name} file {value!r} does not exist"
+        return file_problem(value, f"{name} file")
     if name == "weights" and value == "":
         return "weights must be 'default' or a checkpoint path"
     return None

@@ -25,6 +25,7 @@ from ..hardware.cpu import cpu_info
 from ..hardware.devices import device_name_problem, device_type
 from ..hardware.precision import INT8, check_precision_name, check_precision_supported, resolve_device
 from ..model.description import ModelDescription, describe
+from ..model.files import file_problem
 from ..model.shipped import default_weights
 from .streams import TWO_AT_ONCE, check_streams, resolve_streams
 
@@ -120,6 +121,9 @@ def weight_files(weights, arch=None, model_info=None):
     if weights is None:
         return WeightFiles(None, RANDOM_INIT, None, None, arch, _ours(describe(None, model_info), arch))
     path = os.fspath(weights)
+    problem = file_problem(path, "weights file")
+    if problem:
+        raise (FileNotFoundError if not os.path.lexists(path) else ValueError)(problem)
     if not path.lower().endswith(".onnx"):
         return WeightFiles(path, ".pth", None, None, arch, _ours(describe(path, model_info), arch))
     description = describe(path, model_info)
