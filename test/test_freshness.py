@@ -51,12 +51,13 @@ def test_the_age_from_a_client_s_arrivals_is_the_same_integral():
     assert mean_age_ms([(1.0, 0.2)]) is None
 
 
-def _simulate(choice, timelines, seconds=60.0, rate=30.0):
+def _simulate(choice, timelines, seconds=60.0, rate=30.0, memory=None, log=None):
     """Run ``choice`` with labels following ``timelines[c]`` = (period, latency) while candidate
     c is in force (the candidates: the keys, in order); returns the candidates applied, in order."""
     clock, applied = Clock(), []
     age = LabelAge(1, clock=clock)
-    chooser = LiveTrial(list(timelines), applied.append, age, lambda: rate, log=lambda line: None, clock=clock)
+    chooser = LiveTrial(list(timelines), applied.append, age, lambda: rate, clock=clock, memory=memory,
+                        log=(lambda line: None) if log is None else log.append)
     next_label = 0.0
     while clock.now < seconds:
         clock.now = round(clock.now + 0.05, 3)
@@ -107,6 +108,46 @@ def test_a_camera_that_pauses_and_resumes_is_not_a_new_load():
         return 0.0 if now < 28.0 else 30.0 * (now - 28.0) / 3.0
     chooser, applied = _simulate(pause_from_20_to_28_s, {1: (0.5, 0.3), 2: (0.4, 0.7)})
     assert applied.count(2) == 1 and chooser.mode == 1  # tried once, at the start
+
+
+def test_a_restart_under_the_same_conditions_starts_in_the_remembered_mode(tmp_path):
+    from refinenet_ros.ros.intake.memory import TrialMemory
+    timelines = {1: (0.5, 0.3), 2: (0.4, 0.7)}
+    conditions = {"backend": "openvino", "cameras": 1}
+    first, applied = _simulate(None, timelines, memory=TrialMemory(conditions, list(timelines), tmp_path))
+    assert applied[:2] == [1, 2] and first.mode == 1 and not first.remembered
+    lines = []
+    again, applied = _simulate(None, {2: (0.4, 0.7), 1: (0.5, 0.3)}, log=lines,  # 2 would come first
+                               memory=TrialMemory(conditions, [2, 1], tmp_path))
+    assert applied == [1] and again.mode == 1 and again.remembered and again.state is TrialState.DECIDED
+    assert len(lines) == 1 and "remembered from an earlier start" in lines[0] and "no trial" in lines[0]
+    assert "remembered from an earlier start; youngest labels: 1:" in again.note
+    # another input rate's band, other cameras, a corrupt record: a trial decides
+    _, applied = _simulate(None, timelines, rate=10.0, memory=TrialMemory(conditions, list(timelines), tmp_path))
+    assert applied[:2] == [1, 2]
+    _, applied = _simulate(None, timelines, memory=TrialMemory({**conditions, "cameras": 2}, [1, 2], tmp_path))
+    assert applied[:2] == [1, 2]
+    for record in tmp_path.glob("*.json"):
+        record.write_text("{not json")
+    _, applied = _simulate(None, timelines, memory=TrialMemory(conditions, list(timelines), tmp_path))
+    assert applied[:2] == [1, 2]
+
+
+def test_nothing_is_tried_below_one_frame_per_second():
+    chooser, applied = _simulate(None, {1: (2.0, 0.3), 2: (2.0, 0.7)}, rate=0.5)
+    assert applied == [] and chooser.state is TrialState.WAITING
+
+
+def test_labels_much_older_than_the_decided_figure_try_the_modes_again(tmp_path):
+    from refinenet_ros.ros.intake.memory import TrialMemory
+    memory = TrialMemory({"cameras": 1}, [1, 2], tmp_path)
+    memory.remember(30.0, 1, age_ms=100.0)  # remembered: 1 in flight gave labels 100 ms old
+    lines = []
+    # live, 1 in flight now gives labels about 350 ms old: over 1.25x the remembered figure
+    chooser, applied = _simulate(None, {1: (0.5, 0.1), 2: (0.4, 0.7)}, memory=memory, log=lines, seconds=40.0)
+    assert lines[0].startswith("frames in flight: 1 (remembered")
+    assert any("ms old against 100 ms when 1 was chosen: trying the modes again" in line for line in lines)
+    assert applied[:2] == [1, 2] and not chooser.remembered  # both tried again on the live cameras
 
 
 def test_without_two_candidates_nothing_is_tried():

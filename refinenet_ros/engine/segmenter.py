@@ -15,12 +15,12 @@ import numpy as np
 
 from .hardware.memory import MemoryGuard, trim_heap
 from .model.classes import OutputClasses
-from .planning.loading import load_network
+from .planning.loading import load_alternative, load_network
 from .planning.streams import check_streams
 from .processing.paths import InGraphPath, TensorPath
 from .processing.postprocess import Postprocessor, SegmentationResult, with_overlay
 from .processing.preprocess import Preprocessor
-from .processing.requests import check_scales, check_size, frame_request
+from .processing.requests import check_scales, check_size, frame_request, network_size, static_size_refusal
 
 __all__ = ["SegmentationResult", "Segmenter"]
 
@@ -45,22 +45,18 @@ class Segmenter:
                  precision="auto", input_size=None, palette=None, class_names=None,
                  scales=(1.0,), flip=False, compile=False, backend="auto", streams=1,
                  model_info=None, label_map=None, cuda_graphs=True):
-        self.scales, self.flip = check_scales(scales), bool(flip)
-        self.network, self.plan = load_network(
+        self.scales, self.flip, self._cuda_graphs = check_scales(scales), bool(flip), cuda_graphs
+        network, plan = load_network(
             arch=arch, weights=weights, num_classes=num_classes, device=device, precision=precision,
             backend=backend, compile=compile, input_size=check_size(input_size, "input_size"),
             streams=check_streams(streams), model_info=model_info)
-        self.description = self.network.description
-        if (self.scales != (1.0,) or self.flip) and not self.description.gives_confidence:
-            raise ValueError(f"scales and flip average probabilities; {self.description.name} outputs "
+        if (self.scales != (1.0,) or self.flip) and not network.description.gives_confidence:
+            raise ValueError(f"scales and flip average probabilities; {network.description.name} outputs "
                              f"labels only")
-        self.input_size = self._network_size(input_size)
-        self.classes = OutputClasses.of(self.description, self.network.model_classes, label_map,
-                                        class_names, palette)
-        output = Postprocessor(self.description, self.classes, self.device)
-        self._tensor_path = TensorPath(self.network, Preprocessor(self.description.input, self.device),
-                                       output, self.scales, self.flip, cuda_graphs)
-        self._graph_path = InGraphPath(self.network, output, self.classes.label_map)
+        self.input_size = network_size(input_size, network.fixed_input_size)
+        self.classes = OutputClasses.of(network.description, network.model_classes, label_map, class_names,
+                                        palette)
+        self._use(network, plan)
         self._memory = MemoryGuard()
         self._local = threading.local()  # per calling thread: the timings of its last call
         if compile and self.input_size is not None:  # compile now rather than on the first frame
@@ -90,13 +86,27 @@ class Segmenter:
     graph_status = property(lambda self: self._tensor_path.graph_status,
                             doc="whether the whole pipeline runs as CUDA graphs, and how that went")
 
+    def _use(self, network, plan):
+        """Run ``network`` (loaded by ``plan``) from now on; calls under way finish on the old one."""
+        self.description = network.description
+        output = Postprocessor(self.description, self.classes, network.device)
+        tensor_path = TensorPath(network, Preprocessor(self.description.input, network.device), output,
+                                 self.scales, self.flip, self._cuda_graphs)
+        self._graph_path = InGraphPath(network, output, self.classes.label_map)
+        self._tensor_path, self.network, self.plan = tensor_path, network, plan
+
+    def fall_back(self, failure):
+        """After the network failed at run time (``failure`` says how): switch to the next of its
+        plan's alternatives that loads. Returns the line that says what runs now and why."""
+        network, plan = load_alternative(self.plan, failure)
+        if network is None:
+            return f"{self.backend}/{self.precision} failed ({failure}) and nothing else can run: {plan}"
+        self._use(network, plan)
+        return f"now running {plan.reason}"
+
     def input_size_refusal(self, size):
         """Why the model cannot run at network input ``size`` (a static model), or None."""
-        fixed = self.fixed_input_size
-        if fixed is not None and size is not None and tuple(size) != tuple(fixed):
-            return (f"the model {self.model_name} only takes {fixed[1]}x{fixed[0]} input (a static model); "
-                    f"set input_width/input_height to 0 or to that size")
-        return None
+        return static_size_refusal(self.model_name, self.fixed_input_size, size)
 
     def release_memory(self):
         """Give back what large frames left once the caller is idle (the node's pipeline calls
@@ -110,14 +120,6 @@ class Segmenter:
         """Run ``streams`` segment() calls at once from now on (a backend that overlaps calls)."""
         self.network.set_streams(check_streams(streams))
 
-    def _network_size(self, size):
-        """A checked (h, w) or None; a static export's own size wherever None is asked for."""
-        size = check_size(size, "input_size")
-        fixed = self.network.fixed_input_size
-        if fixed is not None and size not in (None, fixed):
-            raise ValueError(f"input_size={size} but the ONNX model only accepts {fixed} (a static export)")
-        return fixed if size is None else size
-
     def segment(self, images, output_resolution="input", with_confidence=False, input_size=None,
                 overlay_alpha=None, max_pixels=None, with_color=True):
         """Segment a sequence of H x W x 3 uint8 RGB arrays; returns a list of
@@ -126,7 +128,7 @@ class Segmenter:
         the constructor's for this call; ``overlay_alpha`` (0..1) also blends an overlay;
         ``max_pixels`` downscales frames run at their native size to at most that many pixels;
         ``with_color=False`` leaves the colours out (None) unless the overlay needs them."""
-        size = self.input_size if input_size is None else self._network_size(input_size)
+        size = self.input_size if input_size is None else network_size(input_size, self.fixed_input_size)
         request = frame_request(images, size, output_resolution, max_pixels, with_confidence,
                                 with_color or overlay_alpha is not None)
         memory = self._memory.observe(request.pixels)
@@ -143,6 +145,5 @@ class Segmenter:
 
     def __repr__(self):
         return (f"Segmenter(arch={self.arch!r}, backend={self.backend!r}, classes={self.num_classes}, "
-                f"device={str(self.device)!r}, precision={self.precision!r}, "
-                f"input_size={self.input_size}, scales={self.scales}, flip={self.flip}, "
-                f"compiled={getattr(self.network, 'compiled', None) is not None})")
+                f"device={str(self.device)!r}, precision={self.precision!r}, input_size={self.input_size}, "
+                f"scales={self.scales}, flip={self.flip})")

@@ -66,7 +66,7 @@ class NodeStats:
             self._stages.setdefault(name, deque(maxlen=MAX_SAMPLES)).append(ms)
 
     def report(self, node_name, dropped, device, precision, arch, backend, state="active", frames_in_flight="1",
-               cuda_graphs="off"):
+               cuda_graphs="off", backend_failure=""):
         """A DiagnosticArray for the period since the last report (and starts a new period);
         ``dropped``: {reason: per camera} since activation (None: no counts yet)."""
         now = time.monotonic()
@@ -91,7 +91,7 @@ class NodeStats:
         self.last_inference_error = ""
         engine.values = _values(
             state=state, device=device, precision=precision, backend=backend, arch=arch,
-            frames_in_flight=frames_in_flight, cuda_graphs=cuda_graphs,
+            frames_in_flight=frames_in_flight, cuda_graphs=cuda_graphs, backend_failure=backend_failure or "none",
             batches_per_s=len(batches) / period,
             mean_batch_size=np.mean(batches) if batches else 0.0,
             inference_ms_p50=_percentile(inference, 50), inference_ms_p99=_percentile(inference, 99),

@@ -27,6 +27,8 @@ from rclpy.signals import SignalHandlerOptions
 from ..engine.planning.streams import streams_refusal
 from .camera import Camera, CameraConfig
 from .diagnostics import NodeStats, unconfigured_report
+from .failover import Failover
+from .intake.memory import TrialMemory
 from .intake.store import PendingFrame
 from .intake.taking import FrameIntake
 from .intake.trial import LiveTrial, trial_modes
@@ -38,19 +40,14 @@ from .params import (
     check_value,
     check_values,
     declare_parameters,
-    read_list_file,
 )
 from .pipeline import Collaborators, Pipeline
 from .problems import ProblemLog
 from .signals import ignore_signals, stop_event
-from .startup import configured_lines
+from .startup import StartupError, build_segmenter, configured_lines
 
 NODE_NAME = "segmentation_node"
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
-
-
-class StartupError(RuntimeError):
-    """The node cannot start with its parameters; the message says which and why."""
 
 
 class SegmentationNode(LifecycleNode):
@@ -106,7 +103,7 @@ class SegmentationNode(LifecycleNode):
         if reason:
             raise StartupError(reason)
         self._settings = Settings.from_values(self._values)
-        self.segmenter = self._build_segmenter()
+        self.segmenter = build_segmenter(self._values)
         reason = self.segmenter.input_size_refusal(self._settings.input_size) or streams_refusal(
             self._values["frames_in_flight"], self.segmenter.network.spec)
         if reason:
@@ -126,15 +123,14 @@ class SegmentationNode(LifecycleNode):
 
     def on_activate(self, state):
         self._intake, self._stopping = FrameIntake(len(self.cameras)), threading.Event()
-        modes = trial_modes(self._values["frames_in_flight"], self._values["wait_for_next_frame"],
-                            self.segmenter)
+        modes = self._trial_modes()
+        self._failover = Failover(self.segmenter, self.get_logger().error, self._after_fall_back)
         self._pipeline = Pipeline(Collaborators(
             intake=self._intake, stats=self._stats, segmenter=self.segmenter, cameras=self.cameras,
             settings=lambda: self._settings, problems=self._problems, stop=self._stopping,
-            mode=lambda: self._trial.mode if self._trial else modes[0], context_ok=self.context.ok,
-            max_in_flight=max(m.frames_in_flight for m in modes)))
-        self._trial = LiveTrial(modes, self._apply_mode, self._stats.trial_age, self._intake.arrivals.rate,
-                                log=self.get_logger().info)
+            mode=lambda: self._trial.mode if self._trial else modes[0], failover=self._failover,
+            context_ok=self.context.ok, max_in_flight=max(m.frames_in_flight for m in modes)))
+        self._start_trial(modes)
         for camera in self.cameras:
             camera.set_active(True)
         self.get_logger().info("active: segmenting the cameras that have subscribers")
@@ -159,9 +155,24 @@ class SegmentationNode(LifecycleNode):
         self._release()
         return SUCCESS
 
+    def _trial_modes(self):
+        return trial_modes(self._values["frames_in_flight"], self._values["wait_for_next_frame"], self.segmenter)
+
+    def _start_trial(self, modes):
+        memory = TrialMemory.of(self.segmenter, len(self.cameras), modes)
+        self._trial = LiveTrial(modes, self._apply_mode, self._stats.trial_age, self._intake.arrivals.rate,
+                                log=self.get_logger().info, memory=memory)
+
+    def _after_fall_back(self):
+        """Another backend runs now (failover.py): the modes it allows, tried afresh."""
+        modes = self._trial_modes()
+        self._pipeline.set_frames_in_flight(modes[0].frames_in_flight)
+        self._start_trial(modes)
+
     def _apply_mode(self, mode):
         self._pipeline.set_frames_in_flight(mode.frames_in_flight)
-        self.segmenter.set_streams(mode.frames_in_flight)
+        if self.segmenter.overlaps:  # a trial of the backend before a fall-back may still tick
+            self.segmenter.set_streams(mode.frames_in_flight)
 
     def _stop_pipeline(self):
         self._trial = None
@@ -184,23 +195,6 @@ class SegmentationNode(LifecycleNode):
         gc.collect()
         from ..engine.hardware.memory import trim_heap
         trim_heap()  # the model's pages go back to the system
-
-    def _build_segmenter(self):
-        # torch is imported here, once main() has set the signal handlers
-        from ..engine import Segmenter
-        values = self._values
-        try:
-            palette = read_list_file(values["palette"], "palette") if values["palette"] else None
-            names = read_list_file(values["class_names"], "class_names") if values["class_names"] else None
-            return Segmenter(arch=values["arch"], weights=values["weights"],
-                             num_classes=values["num_classes"] or None, device=values["device"],
-                             precision=values["precision"], palette=palette, class_names=names,
-                             backend=values["backend"], streams=values["frames_in_flight"],
-                             model_info=values["model_info"] or None, label_map=values["label_map"] or None,
-                             cuda_graphs=values["cuda_graphs"])
-        except Exception as exc:  # noqa: BLE001 - any model-loading failure is a start-up error
-            raise StartupError(f"cannot load the model (arch={values['arch']!r}, "
-                               f"weights={values['weights']!r}): {exc}") from exc
 
     # -- receiving (executor thread) ------------------------------------------------------
     def on_image(self, camera, data, message_type):
@@ -250,7 +244,8 @@ class SegmentationNode(LifecycleNode):
         dropped = self._intake.dropped() if self._pipeline else None
         self._diagnostics.publish(self._stats.report(
             name, dropped, str(seg.device), seg.precision, seg.arch, seg.backend, self.state,
-            self._trial.note if self._trial else str(seg.streams), seg.graph_status))
+            self._trial.note if self._trial else str(seg.streams), seg.graph_status,
+            self._failover.last_switch if self._pipeline else ""))
 
     def destroy_node(self):
         self._stop_pipeline()  # the threads end first; rclpy destroys the entities

@@ -37,6 +37,7 @@ class Collaborators:
     problems: object       # problems.ProblemLog
     stop: threading.Event  # set when the pipeline must stop
     mode: Callable         # () -> intake.IntakeMode in force
+    failover: object       # failover.Failover: what happens when the backend fails
     context_ok: Callable = lambda: True  # False once ROS is shutting down
     max_in_flight: int = 1  # inference threads: the most frames in flight it may be asked for
 
@@ -88,7 +89,7 @@ class Pipeline:
         if not self._tickets.acquire(timeout=0.1):
             return
         settings = parts.settings()
-        batch = settings.max_batch_size if parts.segmenter.device.type == "cuda" else 1
+        batch = parts.failover.batch_size(settings.max_batch_size) if parts.segmenter.device.type == "cuda" else 1
         with self._numbering:  # numbers follow the order in which frames leave their slots
             frames = parts.intake.take(batch, settings.batch_timeout_s, parts.mode().wait_for_next_frame)
             number = self._taken
@@ -129,17 +130,24 @@ class Pipeline:
             except (ImageConversionError, ValueError, TypeError) as exc:
                 parts.problems.bad_frame(parts.cameras[frame.camera], str(exc), "conversion")
             parts.stats.stage("convert", (time.perf_counter() - started) * 1000.0)
-        results = self._segment(jobs, settings)
+        results, error = self._segment(jobs, settings)
+        batch_error = error
         if len(jobs) > 1 and results is None:  # one camera's frame broke the batch: retry singly
             singles = [(job, self._segment([job], settings)) for job in jobs]
-            jobs = [job for job, result in singles if result is not None]
-            results = [result[0] for _, result in singles if result is not None]
+            jobs = [job for job, (result, _) in singles if result is not None]
+            results = [result[0] for _, (result, _) in singles if result is not None]
+            error = next((e for _, (_, e) in singles if e is not None), None) if not results else None
+        if results:
+            parts.failover.succeeded()
+        elif error is not None and not parts.stop.is_set():
+            parts.failover.failed(batch_error if batch_error is not None else error, len(frames))
         return (jobs, results) if results else ([], [])
 
     def _segment(self, jobs, settings):
-        """Results for ``jobs``, or None when the model failed (counted for a lone frame's camera)."""
+        """(results for ``jobs``, None), or (None, the error) when the model failed (counted for a
+        lone frame's camera)."""
         if not jobs:
-            return None
+            return None, None
         parts = self.parts
         frames, outputs, images = zip(*jobs)
         start = time.perf_counter()
@@ -152,16 +160,16 @@ class Pipeline:
                 overlay_alpha=settings.overlay_alpha if any(needs(o, "overlay") for o in outputs) else None)
         except Exception as exc:  # noqa: BLE001 - keep serving; reported per camera on /diagnostics
             if parts.stop.is_set() or not parts.context_ok():
-                return None
+                return None, None
             reason = f"inference failed: {type(exc).__name__}: {exc}"
             parts.problems.inference_failed(reason)
             if len(jobs) == 1:
                 parts.problems.bad_frame(parts.cameras[frames[0].camera], reason, "inference")
-            return None
+            return None, exc
         parts.stats.batch(len(frames), (time.perf_counter() - start) * 1000.0)
         for stage, ms in parts.segmenter.last_timings.items():
             parts.stats.stage(stage, ms)
-        return results
+        return results, None
 
     # -- publishing thread --------------------------------------------------------------
     def _publish_loop(self):

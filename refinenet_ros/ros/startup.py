@@ -1,5 +1,28 @@
-"""What the node tells its user once a model is configured: one line on the model and how it
-runs, then the model's licence and any output it cannot give. No ROS imports."""
+"""The node's start-up: its segmenter built from its parameters, and what it tells its user once
+configured (one line on the model and how it runs, then the model's licence and any output it
+cannot give)."""
+from .params import read_list_file
+
+
+class StartupError(RuntimeError):
+    """The node cannot start with its parameters; the message says which and why."""
+
+
+def build_segmenter(values):
+    """The Segmenter of the node's parameter ``values``; any failure is a :class:`StartupError`."""
+    from ..engine import Segmenter  # torch is imported here, once main() has set the signal handlers
+    try:
+        palette = read_list_file(values["palette"], "palette") if values["palette"] else None
+        names = read_list_file(values["class_names"], "class_names") if values["class_names"] else None
+        return Segmenter(arch=values["arch"], weights=values["weights"], num_classes=values["num_classes"] or None,
+                         device=values["device"], precision=values["precision"], palette=palette,
+                         class_names=names, backend=values["backend"], streams=values["frames_in_flight"],
+                         model_info=values["model_info"] or None, label_map=values["label_map"] or None,
+                         cuda_graphs=values["cuda_graphs"])
+    except Exception as exc:  # noqa: BLE001 - any model-loading failure is a start-up error
+        raise StartupError(f"cannot load the model (arch={values['arch']!r}, "
+                           f"weights={values['weights']!r}): {exc}") from exc
+
 
 
 def configured_lines(segmenter, topics, max_batch_size):

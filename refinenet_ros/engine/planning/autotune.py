@@ -140,17 +140,22 @@ def _label(candidate):
 
 def _key_fields(candidates, arch, size, cpu, model_info=None):
     files = sorted({file for _, _, file in candidates if file} | ({model_info} if model_info else set()))
+    return {"cpu": cpu.model, "flags": sorted(cpu.flags), "runtimes": runtime_versions(), "arch": arch,
+            "size": list(size), "candidates": sorted(_label(c) for c in candidates),
+            "files": [file_identity(f) for f in files], "python": sys.version.split()[0],
+            "measures": MEASURES, "cores": len(os.sched_getaffinity(0))}
+
+
+def runtime_versions():
     versions = {}
     for name in RUNTIMES:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[name] = importlib.metadata.version(name)
-    return {"cpu": cpu.model, "flags": sorted(cpu.flags), "runtimes": versions, "arch": arch,
-            "size": list(size), "candidates": sorted(_label(c) for c in candidates),
-            "files": [_file_identity(f) for f in files], "python": sys.version.split()[0],
-            "measures": MEASURES, "cores": len(os.sched_getaffinity(0))}
+    return versions
 
 
-def _file_identity(path):
+def file_identity(path):
+    """What makes a weights file the same one: its absolute path, size and modification time."""
     stat = os.stat(path)
     return [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
 

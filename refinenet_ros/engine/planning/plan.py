@@ -46,6 +46,8 @@ class Plan:
     num_classes: int | None = None    # classes of a randomly initialised model (None: 21)
     compile: bool = False
     streams: int = 1                  # calls that may run at once (frames in flight)
+    alternatives: tuple = ()          # (device, backend, precision, file), this plan's own first, then
+                                      # what runs if it fails at run time (best first)
 
     @property
     def device_type(self):
@@ -93,7 +95,27 @@ def make_plan(*, arch="mbv2", weights="default", device="auto", precision="auto"
     gain = _streams_gain(name, chosen, measured)
     return Plan(device, chosen, name, file, files.arch, f"precision {chosen}: {why}; backend {name}: {how}",
                 files.description, measured, num_classes, bool(compile),
-                resolve_streams(streams, BACKENDS[name], kind, gain))
+                resolve_streams(streams, BACKENDS[name], kind, gain),
+                _alternatives((device, name, chosen, file), precision, files, cpu, compile, measured))
+
+
+def _alternatives(chosen, precision, files, cpu, compile, measured):
+    """What runs if the chosen candidate fails at run time, best first after it: every installed
+    backend that runs the request on its device in the requested precision's tiers, the measured
+    ones fastest first, then by static preference; off a CPU, then the CPU's."""
+    device = chosen[0]
+    ranked = [chosen]
+    for place in dict.fromkeys((device, "cpu")):
+        try:
+            tiers = _precision_tiers(precision, files, device_type(place), cpu)
+        except ValueError:  # e.g. fp16 asked for: nothing on a CPU
+            continue
+        for precisions, _ in tiers:
+            candidates, _ = _candidates("auto", precisions, device_type(place), files, compile)
+            timed = {c: measured.get(f"{c[0]}/{c[1]}") for c in candidates}
+            ranked += [(place, *c) for c in sorted(candidates, key=lambda c: (
+                timed[c] is None, timed[c] or 0.0, precisions.index(c[1]), STATIC_PREFERENCE.index(c[0])))]
+    return tuple(dict.fromkeys(ranked))
 
 
 def _streams_gain(backend, precision, measured):

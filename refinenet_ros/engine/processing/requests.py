@@ -75,6 +75,22 @@ def check_size(size, name):
     return (h, w)
 
 
+def network_size(size, fixed):
+    """A checked (h, w) or None; a static model's own ``fixed`` size wherever None is asked for."""
+    size = check_size(size, "input_size")
+    if fixed is not None and size not in (None, fixed):
+        raise ValueError(f"input_size={size} but the ONNX model only accepts {fixed} (a static export)")
+    return fixed if size is None else size
+
+
+def static_size_refusal(model_name, fixed, size):
+    """Why a model that only takes ``fixed`` (h, w) cannot run at ``size``, or None."""
+    if fixed is not None and size is not None and tuple(size) != tuple(fixed):
+        return (f"the model {model_name} only takes {fixed[1]}x{fixed[0]} input (a static model); "
+                f"set input_width/input_height to 0 or to that size")
+    return None
+
+
 def check_scales(scales):
     try:
         scales = tuple(float(s) for s in scales)

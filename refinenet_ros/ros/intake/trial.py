@@ -3,9 +3,11 @@ live cameras (docs/node.md, "Frame intake").
 
 An explicit state machine, advanced by :meth:`LiveTrial.tick` on the node's timer::
 
-    WAITING --frames flow--> SETTLING(mode) --settle_s--> MEASURING(mode) --measure_s--> SETTLING(next)
-                                                                                       \\-> DECIDED(best)
-    DECIDED --the input rate changed RATE_CHANGE x for CHANGE_HELD_S--> SETTLING(first)
+    WAITING --frames flow (>= MIN_RATE)--> SETTLING(mode) --settle_s--> MEASURING(mode) --measure_s-->
+        SETTLING(next mode) ... --> DECIDED(best, remembered)
+    WAITING --frames flow, a mode remembered for these conditions (memory.py)--> DECIDED(that mode)
+    DECIDED --the input rate changed RATE_CHANGE x for CHANGE_HELD_S, or the labels were over
+        AGE_TOLERANCE x older than the decided figure for WATCH_S at a steady rate--> SETTLING(first)
 
 Each mode settles ``settle_s`` (its effect reaches the labels), then is measured ``measure_s``; the
 one with the youngest labels is kept. The trial's ``mode`` is the one place the mode in force is
@@ -54,11 +56,15 @@ class LiveTrial:
     # a camera that pauses and resumes passes through a changed rate while the rate window empties
     # and refills (docs/node.md); only a change that holds is a new load
     CHANGE_HELD_S = 3.0
+    MIN_RATE = 1.0        # frames/s below which nothing is tried (ages would be the camera's gaps)
+    AGE_TOLERANCE, WATCH_S = 1.25, 10.0
 
     def __init__(self, modes, apply, age, input_rate, log=print, settle_s=2.0, measure_s=4.0,
-                 clock=time.monotonic):
+                 clock=time.monotonic, memory=None):
         self.modes, self._apply, self._age, self._input_rate = list(modes), apply, age, input_rate
-        self._log, self._clock = log, clock
+        self._log, self._clock, self._memory = log, clock, memory
+        self._expected_ms, self._watch = None, None  # the decided figure; (since, lowest rate)
+        self.remembered = False  # the mode in force was recalled, not tried
         self.settle_s, self.measure_s = settle_s, measure_s
         self.mode = self.modes[0]
         self.state = TrialState.WAITING if len(self.modes) > 1 else TrialState.DECIDED
@@ -75,13 +81,20 @@ class LiveTrial:
         if not self.figures:
             return f"{self.mode} (no frames yet)"
         figures = "; ".join(f"{m}: {ms:.0f} ms" for m, ms in sorted(self.figures.items()) if ms is not None)
-        return f"{self.mode} (youngest labels: {figures})"
+        remembered = "remembered from an earlier start; " if self.remembered else ""
+        return f"{self.mode} ({remembered}youngest labels: {figures})"
 
     def tick(self):
         """Advance the state machine; the line that states a decision is logged, and returned."""
         now, rate = self._clock(), self._input_rate()
         if self.state in (TrialState.WAITING, TrialState.DECIDED):
-            if len(self.modes) > 1 and self._rate_changed(now, rate):
+            if len(self.modes) < 2:
+                return None
+            if self.state is TrialState.WAITING and rate >= self.MIN_RATE and self._memory is not None:
+                recalled = self._memory.recall(rate)
+                if recalled is not None:
+                    return self._adopt(*recalled, rate, now)
+            if self._rate_changed(now, rate) or self._labels_too_old(now, rate):
                 self.figures, self._changed_since = {}, None
                 self._settle(self.modes[0], self.modes[1:], now)
             return None
@@ -101,23 +114,59 @@ class LiveTrial:
         """Whether to try (again): frames flow for the first time, or the input rate has differed
         from the one last decided at by over RATE_CHANGE x for CHANGE_HELD_S."""
         if self._decided_rate is None:
-            return rate > 0
-        if rate <= 0 or not _changed(rate, self._decided_rate, self.RATE_CHANGE):
+            return rate >= self.MIN_RATE
+        if rate < self.MIN_RATE or not _changed(rate, self._decided_rate, self.RATE_CHANGE):
             self._changed_since = None
             return False
         if self._changed_since is None:
             self._changed_since = now
         return now - self._changed_since >= self.CHANGE_HELD_S
 
+    def _labels_too_old(self, now, rate):
+        """Whether labels have been over AGE_TOLERANCE x older than the decided figure for
+        WATCH_S, the input rate steady (within RATE_CHANGE of the decided one) all along."""
+        if self._expected_ms is None or self.state is not TrialState.DECIDED:
+            return False
+        if self._watch is None:
+            self._age.reset()
+            self._watch = (now, rate)
+            return False
+        since, lowest = self._watch[0], min(self._watch[1], rate)
+        self._watch = (since, lowest)
+        if now - since < self.WATCH_S:
+            return False
+        self._watch = None
+        live = self._age.mean_ms()
+        steady = lowest >= max(self.MIN_RATE, self._decided_rate / self.RATE_CHANGE)
+        if steady and live is not None and live > self.AGE_TOLERANCE * self._expected_ms:
+            self._log(f"labels {live:.0f} ms old against {self._expected_ms:.0f} ms when {self.mode} was "
+                      f"chosen: trying the modes again")
+            return True
+        return False
+
+    def _adopt(self, mode, age_ms, rate, now):
+        self.state, self._decided_rate, self._expected_ms, self._watch = TrialState.DECIDED, rate, age_ms, None
+        self.figures, self.remembered = {mode: age_ms}, True
+        if mode != self.mode:
+            self.mode = mode
+            self._apply(mode)
+        line = (f"frames in flight: {mode} (remembered from an earlier start under the same conditions: "
+                f"{age_ms:.0f} ms; no trial; input {rate:.1f} frames/s)")
+        self._log(line)
+        return line
+
     def _settle(self, mode, queue, now):
-        self.mode, self._queue = mode, list(queue)
+        self.mode, self._queue, self.remembered = mode, list(queue), False
         self._apply(mode)
         self.state, self._phase_end = TrialState.SETTLING, now + self.settle_s
 
     def _decide(self, rate):
         measured = {m: ms for m, ms in self.figures.items() if ms is not None}
         best = min(measured, key=lambda m: (measured[m], m)) if measured else self.modes[0]
-        self.state, self._decided_rate = TrialState.DECIDED, rate
+        self.state, self._decided_rate, self._watch = TrialState.DECIDED, rate, None
+        self._expected_ms = measured.get(best)
+        if self._memory is not None and best in measured:
+            self._memory.remember(rate, best, measured[best])
         if best != self.mode:
             self.mode = best
             self._apply(best)
