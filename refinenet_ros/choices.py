@@ -16,6 +16,10 @@ ARCH_BUILDERS = {
     "gcn152": "gcn:gcn152",
 }
 ARCHS = tuple(ARCH_BUILDERS)
+# The input normalisation every model of this package trains with (ImageNet's RGB mean and std),
+# here so that model descriptions can state it without importing torch.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 # Inference backends of the engine; "auto": the fastest installed one, measured (engine/planning/plan.py).
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 # Numeric precisions; "auto": int8 where an int8 model exists, else fp16 on CUDA, fp32 or measured bf16 on a CPU.

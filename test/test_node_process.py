@@ -214,3 +214,30 @@ def test_default_weights_missing_gives_a_clear_error(tmp_path):
     code, output = NodeProcess(tmp_path, extra_env={"REFINENET_ROS_MODELS": str(models)}, device="cpu").wait_exit()
     assert code == 1, output
     assert "camvid_mbv2.pth" in output and "not found" in output and "Traceback" not in output
+
+
+def test_the_node_on_openvino_never_loads_torch(tmp_path, client):
+    """The CPU runtime path needs no torch: OpenVINO runs the whole frame in its graph, so the node
+    process (device auto on a machine without an NVIDIA driver, the shipped model) never maps
+    libtorch, before its first frame and while it serves."""
+    pytest.importorskip("openvino")
+    if not os.environ.get("REFINENET_ROS_CPU") and any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/nvgpu")):
+        pytest.skip("an NVIDIA driver is here: device auto asks torch whether CUDA runs")
+    node = NodeProcess(tmp_path, image_topics=["/cam/image_raw"], weights="default", backend="openvino")
+    try:
+        node.wait_ready()
+        maps = pathlib.Path(f"/proc/{node.process.pid}/maps")
+        assert "libtorch" not in maps.read_text()
+        labels = []
+        client.create_subscription(Image, "/cam/segmentation/labels", labels.append, 10)
+        publisher = client.create_publisher(Image, "/cam/image_raw", qos_profile_sensor_data)
+        frame = numpy_to_image(np.random.default_rng(3).integers(0, 256, (480, 640, 3), np.uint8), "rgb8")
+        deadline = time.monotonic() + 120
+        while len(labels) < 3 and time.monotonic() < deadline:
+            publisher.publish(frame)
+            time.sleep(0.1)
+        assert len(labels) >= 3, node.output
+        assert "libtorch" not in maps.read_text(), "the node loaded torch"
+    finally:
+        code, output = node.stop(signal.SIGINT)
+    assert code == 0, output

@@ -5,7 +5,7 @@
 imported lazily, so that importing a light module such as ``refinenet_ros.engine.model.palette``
 does not import torch."""
 __all__ = ["SegmentationResult", "Segmenter", "overlay"]
-_HOMES = {"SegmentationResult": "processing.postprocess", "Segmenter": "segmenter", "overlay": "model.palette"}
+_HOMES = {"SegmentationResult": "processing.results", "Segmenter": "segmenter", "overlay": "model.palette"}
 
 
 def __getattr__(name):

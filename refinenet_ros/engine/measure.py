@@ -21,10 +21,11 @@ MAX_CALLS, BUDGET_S = 15, 2.0  # timed calls: whichever limit comes first
 
 
 def measure(spec):
-    import torch
     from .frames import synthetic_frame
     from .segmenter import Segmenter
-    torch.manual_seed(0)  # a random-init model is the same in every child
+    if spec["weights"] is None:  # torch only where the candidate needs it
+        import torch
+        torch.manual_seed(0)  # a random-init model is the same in every child
     if os.environ.get("REFINENET_ROS_AUTOTUNE_FAULT") == spec["backend"]:
         os.kill(os.getpid(), signal.SIGSEGV)
     height, width = spec["size"]

@@ -17,9 +17,8 @@ from .hardware.memory import MemoryGuard, trim_heap
 from .model.classes import OutputClasses
 from .planning.loading import load_alternative, load_network
 from .planning.streams import check_streams
-from .processing.paths import InGraphPath, TensorPath
-from .processing.postprocess import Postprocessor, SegmentationResult, with_overlay
-from .processing.preprocess import Preprocessor
+from .processing.paths import InGraphPath, tensor_path
+from .processing.results import SegmentationResult, with_overlay
 from .processing.requests import check_scales, check_size, frame_request, network_size, static_size_refusal
 
 __all__ = ["SegmentationResult", "Segmenter"]
@@ -62,14 +61,12 @@ class Segmenter:
         if compile and self.input_size is not None:  # compile now rather than on the first frame
             self.segment([np.zeros((*self.input_size, 3), np.uint8)])
 
-    # What was decided once, at load.
     arch = property(lambda self: self.network.arch)
     device = property(lambda self: self.network.device)
     precision = property(lambda self: self.network.precision)
     backend = property(lambda self: self.network.backend)
     output_stride = property(lambda self: self.network.output_stride)
-    fixed_input_size = property(lambda self: self.network.fixed_input_size,
-                                doc="(h, w) that a static ONNX export requires, else None")
+    fixed_input_size = property(lambda self: self.network.fixed_input_size, doc="(h, w) of a static model")
     streams = property(lambda self: self.network.streams, doc="segment() calls that may run at once")
     overlaps = property(lambda self: self.network.spec.overlaps,
                         doc="whether several segment() calls can run at once (streams)")
@@ -82,18 +79,23 @@ class Segmenter:
     label_map = property(lambda self: self.classes.label_map)
     last_timings = property(lambda self: getattr(self._local, "timings", {}),
                             doc="ms per stage of this thread's last segment() call")
-
-    graph_status = property(lambda self: self._tensor_path.graph_status,
+    graph_status = property(lambda self: self._tensor.graph_status if self._tensor else "off",
                             doc="whether the whole pipeline runs as CUDA graphs, and how that went")
 
     def _use(self, network, plan):
-        """Run ``network`` (loaded by ``plan``) from now on; calls under way finish on the old one."""
-        self.description = network.description
-        output = Postprocessor(self.description, self.classes, network.device)
-        tensor_path = TensorPath(network, Preprocessor(self.description.input, network.device), output,
-                                 self.scales, self.flip, self._cuda_graphs)
-        self._graph_path = InGraphPath(network, output, self.classes.label_map)
-        self._tensor_path, self.network, self.plan = tensor_path, network, plan
+        """Run ``network`` (by ``plan``) from now on; calls under way finish on the old one. Where it
+        runs whole frames, the tensor path (and torch) comes only when a request needs it."""
+        self.description, self._tensor = network.description, None
+        self._graph_path = InGraphPath(network, self.classes)
+        self.network, self.plan = network, plan
+        if not network.spec.whole_frame:
+            self._tensor_path  # noqa: B018 - built now: every request takes it
+
+    @property
+    def _tensor_path(self):
+        if self._tensor is None:
+            self._tensor = tensor_path(self.network, self.classes, self.scales, self.flip, self._cuda_graphs)
+        return self._tensor
 
     def fall_back(self, failure):
         """After the network failed at run time (``failure`` says how): switch to the next of its
@@ -109,8 +111,7 @@ class Segmenter:
         return static_size_refusal(self.model_name, self.fixed_input_size, size)
 
     def release_memory(self):
-        """Give back what large frames left once the caller is idle (the node's pipeline calls
-        this after a second without frames); cheap when there is nothing to give back."""
+        """Give back what large frames left, the caller idle (cheap when there is nothing to give)."""
         if self._memory.idle_release_due():
             self.network.release_memory()
             gc.collect()  # reference cycles can hold a large frame's arrays
@@ -144,6 +145,5 @@ class Segmenter:
         return results
 
     def __repr__(self):
-        return (f"Segmenter(arch={self.arch!r}, backend={self.backend!r}, classes={self.num_classes}, "
-                f"device={str(self.device)!r}, precision={self.precision!r}, input_size={self.input_size}, "
-                f"scales={self.scales}, flip={self.flip})")
+        return (f"Segmenter({self.arch!r}, backend={self.backend!r}, classes={self.num_classes}, device="
+                f"{str(self.device)!r}, precision={self.precision!r}, input_size={self.input_size})")

@@ -8,7 +8,7 @@ import importlib
 
 import torch
 
-from ..choices import ARCH_BUILDERS, ARCHS
+from ..choices import ARCH_BUILDERS, ARCHS, IMAGENET_MEAN, IMAGENET_STD
 from .checkpoint import (
     CheckpointError,
     from_official_layout,
@@ -21,8 +21,6 @@ from .fuse import fuse_for_inference
 from .mobilenetv2 import MobileNetV2Encoder, load_torchvision_mobilenet_v2
 from .resnet import ResNetEncoder, load_torchvision_resnet
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 MODEL_BUILDERS = {  # name -> builder, as choices.ARCH_BUILDERS places them
     name: getattr(importlib.import_module(f".{module}", __name__), function)

@@ -9,8 +9,6 @@ import abc
 import importlib.util
 from dataclasses import dataclass
 
-import torch
-
 
 RANDOM_INIT = None  # a weights "file" of None: a randomly initialised model, for tests
 
@@ -97,18 +95,22 @@ def one_frame_at_a_time_on_cpu(model, x, device):
     activations no longer fit the caches; docs/engine.md). CUDA gets the whole batch at once."""
     if device.type != "cpu" or x.shape[0] == 1:
         return model(x)
+    import torch
     return torch.cat([model(x[i:i + 1]) for i in range(x.shape[0])])
 
 
-def with_probed_classes(network, path, graph_dims):
+def with_probed_classes(network, path, graph_dims, run):
     """Graphs exported from other frameworks often leave the class dimension symbolic: then one
-    small frame finds it, and the description is checked against it (``graph_dims``: the
-    arguments of :func:`..model.description.check_graph` after the description and path)."""
+    small frame, run by ``run`` (numpy NCHW float32 in, numpy out), finds it, and the description is
+    checked against it (``graph_dims``: the arguments of :func:`..model.description.check_graph`
+    after the description and path)."""
+    import numpy as np
+
     from ..model.description import check_graph
     input_dims, is_float, output_dims = graph_dims
     if network.description.output == "labels" or output_dims[1] is not None or len(output_dims) != 4:
         return network.description
     size = network.fixed_input_size or network.description.input.padded((64, 64))
-    channels = network(torch.zeros(1, 3, *size)).shape[1]
+    channels = run(np.zeros((1, 3, *size), np.float32)).shape[1]
     return check_graph(network.description, path, input_dims, is_float,
                        [output_dims[0], channels, *output_dims[2:]])[0]

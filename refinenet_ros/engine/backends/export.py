@@ -34,7 +34,7 @@ from ...models import (
     num_classes_in,
     read_state_dict,
 )
-from ..hardware.precision import TORCH_DTYPES
+from ..hardware.precision import TORCH_PRECISIONS, torch_dtype
 from ..model.classes import label_dtype
 from ..model.shipped import resolve_weights
 
@@ -43,7 +43,7 @@ OUTPUT_MODES = ("logits", "labels")
 MIN_OPSET = 17
 MIN_LABEL_AGREEMENT = 0.99  # below this the parity check fails (fp32 exports reach 100%)
 DEFAULT_SIZE = (480, 640)
-PRECISION_OF_DTYPE = {dtype: name for name, dtype in TORCH_DTYPES.items()}
+PRECISION_OF_DTYPE = {torch_dtype(name): name for name in TORCH_PRECISIONS}
 
 
 class ExportWrapper(nn.Module):

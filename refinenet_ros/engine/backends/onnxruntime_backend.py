@@ -10,11 +10,10 @@ import os
 
 import numpy as np
 
-from ..hardware.devices import cuda_index, device_name_problem, device_type
+from ..hardware.devices import Device, cuda_index, device_name_problem, device_type
 from ..hardware.memory import RELEASE, SPIKE
 from ..model.description import check_graph, describe
 from .base import RANDOM_INIT, BackendSpec, Network, one_frame_at_a_time_on_cpu, with_probed_classes
-from .export import exported_onnx
 
 ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8,
                "tensor(uint16)": np.uint16, "tensor(int64)": np.int64}
@@ -172,23 +171,23 @@ class OnnxRuntimeNetwork(Network):
 
     spec = BackendSpec("onnxruntime", reads=(".pth", ".onnx", RANDOM_INIT),
                        runs={"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16")},
-                       requires=("onnxruntime", "onnx"))
+                       requires=("onnxruntime", "onnx", "torch"))  # the engine's pre- and post-processing
 
     def __init__(self, path, device_request, precision, description):
-        import torch
         self.model = OnnxModel(path, device_request, description=description)
         session = self.model.session
         graph_input, graph_output = session.get_inputs()[0], session.get_outputs()[0]
         dims = (_dims(graph_input.shape), graph_input.type in FLOAT_TYPES, _dims(graph_output.shape))
         self.description, self.fixed_input_size = check_graph(description, path, *dims)
-        self.device, self.precision = torch.device("cpu"), precision
-        self.description = with_probed_classes(self, path, dims)
+        self.device, self.precision = Device("cpu"), precision  # the engine's tensors stay on the CPU
+        self.description = with_probed_classes(self, path, dims, self.model.run)
         self.model_classes = self.description.num_classes
 
     @classmethod
     def load(cls, plan):
         if plan.weights is not None and plan.weights.lower().endswith(".onnx"):
             return cls(plan.weights, plan.device, plan.precision, plan.description)
+        from .export import exported_onnx
         with exported_onnx(plan) as (path, description):
             return cls(path, plan.device, plan.precision, description)
 

@@ -17,10 +17,10 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from ..hardware.devices import Device
 from ..hardware.memory import RELEASE, SPIKE, SPIKE_FACTOR
 from ..model.description import check_graph
 from .base import RANDOM_INIT, BackendSpec, Network, with_probed_classes
-from .export import exported_onnx
 from .openvino_graph import frame_graph, separable_max_pools
 
 # device name of the plan -> OpenVINO's
@@ -46,7 +46,6 @@ class OpenVinoNetwork(Network):
 
     def __init__(self, path, device_type, precision, description, threads=None, streams=1):
         import openvino as ov
-        import torch
         if device_type not in OPENVINO_DEVICES:
             raise ValueError(f"OpenVINO runs on {', '.join(OPENVINO_DEVICES)}, not {device_type!r}")
         if precision not in PRECISION_HINTS:
@@ -58,7 +57,7 @@ class OpenVinoNetwork(Network):
                              f"{', '.join(self._core.available_devices)})")
         self._model = self._core.read_model(os.fspath(path))
         separable_max_pools(self._model)
-        self.device = torch.device("cpu")  # where the Segmenter's own tensors live
+        self.device = Device("cpu")  # where the Segmenter's own arrays live
         graph_input, graph_output = self._model.inputs[0], self._model.outputs[0]
         dims = (_dims(graph_input.get_partial_shape()), graph_input.get_element_type().is_real(),
                 _dims(graph_output.get_partial_shape()))
@@ -69,13 +68,14 @@ class OpenVinoNetwork(Network):
         self._lock = threading.Lock()
         self.streams = int(streams)
         self._config = self._compile_config(self.streams)
-        self.description = with_probed_classes(self, os.fspath(path), dims)
+        self.description = with_probed_classes(self, os.fspath(path), dims, self.run)
         self.model_classes = self.description.num_classes
 
     @classmethod
     def load(cls, plan):
         if plan.weights is not None and plan.weights.lower().endswith(".onnx"):
             return cls(plan.weights, plan.device_type, plan.precision, plan.description, streams=plan.streams)
+        from .export import exported_onnx
         with exported_onnx(plan) as (path, description):
             return cls(path, plan.device_type, plan.precision, description, streams=plan.streams)
 
@@ -108,15 +108,20 @@ class OpenVinoNetwork(Network):
             self._graphs.clear()
 
     # -- the network interface ----------------------------------------------------------
+    def run(self, x, memory=None):
+        """The model's output of a normalised float32 NCHW numpy batch, one frame per inference
+        (batches only cost on a CPU)."""
+        shape = (1, *x.shape[1:])
+        build = lambda: self._scores_graph(shape)  # noqa: E731
+        with self._request(("scores", shape), int(np.prod(shape)), build, memory) as request:
+            return np.concatenate([np.array(request.infer({0: np.ascontiguousarray(x[i:i + 1])},
+                                                           share_inputs=True)[0], copy=True)
+                                   for i in range(len(x))])
+
     def __call__(self, x, memory=None):
         import torch
-        frames = x.detach().float().contiguous(memory_format=torch.contiguous_format).split(1)
-        shape = tuple(frames[0].shape)  # one frame per call: batches only cost on a CPU
-        build = lambda: self._scores_graph(shape)  # noqa: E731
-        with self._request(("scores", shape), frames[0].numel(), build, memory) as request:
-            scores = [np.array(request.infer({0: f.numpy()}, share_inputs=True)[0], copy=True)
-                      for f in frames]
-        out = torch.from_numpy(np.concatenate(scores))
+        out = torch.from_numpy(self.run(x.detach().float().contiguous(memory_format=torch.contiguous_format)
+                                        .numpy(), memory))
         if self.description.output == "labels":
             return out.reshape(out.shape[0], *out.shape[-2:]).long()
         return out.float()

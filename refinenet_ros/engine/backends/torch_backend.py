@@ -4,13 +4,9 @@ import contextlib
 import warnings
 from dataclasses import replace
 
-import torch
-
-from ...models import fuse_for_inference
-from ..hardware.precision import TORCH_DTYPES
+from ..hardware.precision import torch_dtype
 from ..model.description import with_num_classes
 from .base import RANDOM_INIT, BackendSpec, Network, one_frame_at_a_time_on_cpu
-from .export import torch_model
 
 
 class TorchNetwork(Network):
@@ -22,16 +18,20 @@ class TorchNetwork(Network):
                        requires=("torch",), compiles=True, cuda_graphs=True)
 
     def __init__(self, model, description, device, precision):
+        from ...models import fuse_for_inference  # here: torch is imported where this backend runs
         self.description = replace(with_num_classes(description, model.num_classes),
                                    output_stride=model.output_stride)
         self.device, self.precision = device, precision
-        self.dtype = TORCH_DTYPES[precision]
+        self.dtype = torch_dtype(precision)
         self.model_classes = model.num_classes
         self.model = fuse_for_inference(model.eval()).to(device, self.dtype)
         self.compiled = None
 
     @classmethod
     def load(cls, plan):
+        import torch
+
+        from .export import torch_model
         model = torch_model(plan.arch, plan.weights, plan.num_classes)
         network = cls(model, plan.description, torch.device(plan.device), plan.precision)
         if plan.compile:
@@ -39,6 +39,7 @@ class TorchNetwork(Network):
         return network
 
     def compile(self):
+        import torch
         mode = "reduce-overhead" if self.device.type == "cuda" else None  # CUDA graphs on CUDA
         try:
             with _quiet_compiler():

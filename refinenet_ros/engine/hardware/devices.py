@@ -6,6 +6,14 @@ INTEL_DEVICES = ("intel_gpu", "intel_npu")
 DEVICE_HELP = "'auto', 'cpu', 'cuda', 'cuda:N', 'intel_gpu' or 'intel_npu'"
 
 
+class Device(str):
+    """A resolved device name ("cpu", "cuda:0", ...) that answers ``.type`` and ``.index`` like
+    a :class:`torch.device`, for the networks whose runtime is not torch (no torch import)."""
+
+    type = property(lambda self: device_type(self))
+    index = property(lambda self: cuda_index(self) if self.type == "cuda" else None)
+
+
 def device_name_problem(device):
     """Why ``device`` is not a device name this package takes, or None (no hardware check)."""
     if not isinstance(device, str):

@@ -9,6 +9,9 @@ import threading
 from collections import deque
 
 
+# 256 MB of float32 scores: the most upsampled class maps held at once; above it the top class is
+# taken one class at a time (processing/upsample.py), and whole-frame graphs are not used.
+MAX_SCORE_ELEMENTS = 1 << 26
 SPIKE, RELEASE = "spike", "release"
 SPIKE_FACTOR = 2.0  # a call this many times the median of recent ones is a spike
 

@@ -16,7 +16,7 @@ import json
 import os
 from dataclasses import dataclass, field, replace
 
-from ...models import IMAGENET_MEAN, IMAGENET_STD
+from ...choices import IMAGENET_MEAN, IMAGENET_STD
 from .classes import check_class_count
 from .files import read_yaml
 from .schema import HELP, REQUIRED, DescriptionError, checked_mapping

@@ -23,7 +23,7 @@ from ...choices import BACKENDS as BACKEND_CHOICES
 from ..backends import BACKENDS, RANDOM_INIT, STATIC_PREFERENCE
 from ..hardware.cpu import cpu_info
 from ..hardware.devices import device_name_problem, device_type
-from ..hardware.precision import INT8, check_precision_name, check_precision_supported, resolve_device
+from ..hardware.precision import INT8, check_precision_name, check_precision_supported, device_name
 from ..model.description import ModelDescription, describe
 from ..model.files import file_problem
 from ..model.shipped import default_weights
@@ -128,10 +128,7 @@ def _resolve_device(device):
     problem = device_name_problem(device)
     if problem:
         raise ValueError(problem)
-    if device.startswith("intel_"):
-        return device
-    resolved = resolve_device(device)
-    return "cpu" if resolved.type == "cpu" else f"cuda:{resolved.index}"
+    return device if device.startswith("intel_") else device_name(device)
 
 
 def weight_files(weights, arch=None, model_info=None):

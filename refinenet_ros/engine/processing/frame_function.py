@@ -8,7 +8,7 @@ path's on every device.
 """
 from dataclasses import dataclass, replace
 
-from .upsample import MAX_SCORE_ELEMENTS
+from ..hardware.memory import MAX_SCORE_ELEMENTS
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class FrameShape:
         return replace(self, batch=batch)
 
     def score_elements(self, classes):
-        """Elements of the upsampled scores of all classes: above :data:`.upsample.MAX_SCORE_ELEMENTS`
+        """Elements of the upsampled scores of all classes: above :data:`..hardware.memory.MAX_SCORE_ELEMENTS`
         the top class is taken class by class (bounded memory)."""
         return self.batch * classes * self.output_size[0] * self.output_size[1]
 

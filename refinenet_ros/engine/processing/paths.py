@@ -7,17 +7,27 @@
   of probabilities go step by step instead. Outputs of any size stay in bounded memory.
 - :class:`InGraphPath`: a backend whose runtime runs a uint8 frame's whole pipeline in one graph
   (``spec.whole_frame``: OpenVINO); only the palette lookup stays here. It takes single-scale
-  requests whose outputs fit all of the model's class maps at once.
+  requests whose outputs fit all of the model's class maps at once, and needs no torch.
+
+torch is imported by the tensor path's methods only.
 """
 import time
 import warnings
 
 import numpy as np
-import torch
 
+from ..hardware.memory import MAX_SCORE_ELEMENTS
 from .cuda_graphs import GraphCache
 from .frame_function import FrameFunction, FrameShape
-from .upsample import MAX_SCORE_ELEMENTS, upsample
+from .results import frame_result
+
+
+def tensor_path(network, classes, scales=(1.0,), flip=False, cuda_graphs=True):
+    """The :class:`TensorPath` of ``network`` with results in ``classes`` (imports torch)."""
+    from .postprocess import Postprocessor
+    from .preprocess import Preprocessor
+    return TensorPath(network, Preprocessor(network.description.input, network.device),
+                      Postprocessor(network.description, classes, network.device), scales, flip, cuda_graphs)
 
 
 class TensorPath:
@@ -58,6 +68,7 @@ class TensorPath:
         if outputs is not None:
             clock.mark("model")  # one graph replay: upload, model and outputs together
             return outputs
+        import torch
         with torch.inference_mode():
             pixels = self.input.upload(frames)
             device_outputs = self.function(pixels, shape, memory, clock)
@@ -67,6 +78,7 @@ class TensorPath:
 
     def _averaged(self, request, memory, clock):
         """Results of probabilities averaged over scales and mirror images, step by step."""
+        import torch
         results = [None] * len(request.frames)
         groups = {}  # network size -> frame indices: each group is one model batch
         for i, size in enumerate(request.network_sizes):
@@ -87,6 +99,7 @@ class TensorPath:
 
     def _top_of_averages(self, batch, size, by_output, with_confidence, memory, clock):
         """Per output size: (labels, confidence or None) of its rows of ``batch``."""
+        from .upsample import upsample
         with_confidence = with_confidence and self.network.description.gives_confidence
         sums, passes = dict.fromkeys(by_output, 0), 0
         for scaled_size, scaled in self._scaled(batch, size):
@@ -106,6 +119,7 @@ class TensorPath:
 
     def _scaled(self, batch, size):
         """(size, batch) at each of the scales, padded as the model's input needs."""
+        from .upsample import upsample
         h, w = size
         for scale in self.scales:
             scaled_size = (max(1, round(h * scale)), max(1, round(w * scale)))
@@ -114,8 +128,8 @@ class TensorPath:
 
 
 class InGraphPath:
-    def __init__(self, network, postprocessor, label_map=None):
-        self.network, self.output, self.label_map = network, postprocessor, label_map
+    def __init__(self, network, classes):
+        self.network, self.classes = network, classes  # classes: a model.classes.OutputClasses
 
     def takes(self, request, scales=(1.0,), flip=False):
         """Whether the runtime's graph runs this request: single scale, and outputs small enough for
@@ -129,9 +143,9 @@ class InGraphPath:
         clock, results = StageClock(None), []
         for frame, net, out in zip(request.frames, request.network_sizes, request.output_sizes):
             labels, confidence = self.network.segment_frame(frame, net, out, request.with_confidence,
-                                                            self.label_map, memory)
+                                                            self.classes.label_map, memory)
             clock.mark("model")
-            results.append(self.output.frame_result(labels, confidence, request.with_color))
+            results.append(frame_result(labels, confidence, self.classes.palette, request.with_color))
             clock.mark("postprocess")
         return results, clock.ms()
 
@@ -150,6 +164,7 @@ class StageClock:
     def _now(self):
         if not self._cuda:
             return time.perf_counter()
+        import torch
         event = torch.cuda.Event(enable_timing=True)
         event.record()
         return event

@@ -1,28 +1,14 @@
 """The output side of one network, the counterpart of :mod:`.preprocess`: its scores (or labels)
 at the network's stride become the top class per pixel at the output size (in bounded memory:
 :mod:`.upsample`) and its confidence, in the output classes (a label map's lookup table and merged
-confidence), coloured by the palette, and come back as uint8 (or uint16) arrays; and the overlay.
+confidence), coloured by the palette, and come back as uint8 (or uint16) arrays
+(:class:`.results.SegmentationResult`).
 """
-from dataclasses import dataclass
-
-import cv2
 import numpy as np
 import torch
 
-from ..model.palette import overlay
+from .results import SegmentationResult
 from .upsample import merged_confidence, nearest_labels, score_shares, top_class
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentationResult:
-    labels: np.ndarray             # H x W class indices, uint8 (uint16 above 255 classes)
-    color: np.ndarray | None       # H x W x 3 uint8 RGB, the palette applied to labels (on request)
-    confidence: np.ndarray | None = None  # H x W float32 top-class probability, on request
-    overlay: np.ndarray | None = None     # H x W x 3 uint8 blend of image and colours, on request
-
-    def confidence_mono8(self):
-        """The confidence as a mono8 image (probability x 255, rounded)."""
-        return (self.confidence * 255.0 + 0.5).astype(np.uint8)
 
 
 class Postprocessor:
@@ -83,18 +69,3 @@ class Postprocessor:
         """A :class:`SegmentationResult` per row of a batch's N x H x W labels (and confidence)."""
         outputs = self.on_device(labels, confidence, with_color)
         return self.from_host({name: tensor.cpu().numpy() for name, tensor in outputs.items()})
-
-    def frame_result(self, labels, confidence, with_color):
-        """The result of one frame whose labels (and confidence) a runtime made as numpy arrays."""
-        # np.take is several times faster than fancy indexing for a palette lookup
-        color = np.take(self.classes.palette, labels, axis=0) if with_color else None
-        return SegmentationResult(labels, color, confidence)
-
-
-def with_overlay(frame, result, alpha):
-    """``result`` with the overlay of its colours on ``frame`` (resized to the output size)."""
-    height, width = result.labels.shape
-    if frame.shape[:2] != (height, width):  # output_resolution "network"
-        frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-    blend = overlay(np.ascontiguousarray(frame), result.color, alpha)
-    return SegmentationResult(result.labels, result.color, result.confidence, blend)

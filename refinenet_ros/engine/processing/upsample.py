@@ -10,9 +10,7 @@ whatever C is (the peak memory it saves: docs/performance.md).
 import torch
 import torch.nn.functional as F
 
-# 256 MB of float32 scores: 1080p frames with up to 32 classes stay on the all-classes path,
-# which is faster; 4K and up with CamVid's 11 classes go class by class.
-MAX_SCORE_ELEMENTS = 1 << 26
+from ..hardware.memory import MAX_SCORE_ELEMENTS  # 1080p with up to 32 classes: all classes at once
 
 
 def upsample(scores, size):
