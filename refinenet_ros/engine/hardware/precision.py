@@ -77,11 +77,8 @@ def check_precision_supported(precision, device):
     if kind == "cuda" and precision == INT8:
         raise ValueError("precision 'int8' runs on the CPU (ONNX Runtime, OpenVINO); on CUDA use "
                          "'fp16' or 'fp32'")
-    if kind == "cuda" and precision == "bf16" and not _cuda_bf16():
-        raise ValueError(f"precision 'bf16' is not supported on {torch.cuda.get_device_name(device)}; "
-                         f"use 'fp16' or 'fp32'")
-
-
-def _cuda_bf16():
-    import torch
-    return torch.cuda.is_bf16_supported()
+    if kind == "cuda" and precision == "bf16":
+        import torch
+        if not torch.cuda.is_bf16_supported():
+            raise ValueError(f"precision 'bf16' is not supported on {torch.cuda.get_device_name(device)}; "
+                             f"use 'fp16' or 'fp32'")
