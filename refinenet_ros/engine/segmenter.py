@@ -68,17 +68,14 @@ class Segmenter:
     output_stride = property(lambda self: self.network.output_stride)
     fixed_input_size = property(lambda self: self.network.fixed_input_size, doc="(h, w) of a static model")
     streams = property(lambda self: self.network.streams, doc="segment() calls that may run at once")
-    overlaps = property(lambda self: self.network.spec.overlaps,
-                        doc="whether several segment() calls can run at once (streams)")
+    overlaps = property(lambda self: self.network.spec.overlaps, doc="whether calls can run at once")
     model_name = property(lambda self: self.description.name)
-    gives_confidence = property(lambda self: self.description.gives_confidence,
-                                doc="False for a model that outputs labels only")
+    gives_confidence = property(lambda self: self.description.gives_confidence, doc="False: labels only")
     num_classes = property(lambda self: self.classes.count, doc="output classes (a label map's, if any)")
     class_names = property(lambda self: list(self.classes.names))
     palette = property(lambda self: self.classes.palette)
     label_map = property(lambda self: self.classes.label_map)
-    last_timings = property(lambda self: getattr(self._local, "timings", {}),
-                            doc="ms per stage of this thread's last segment() call")
+    last_timings = property(lambda self: getattr(self._local, "timings", {}), doc="ms per stage, this thread")
     graph_status = property(lambda self: self._tensor.graph_status if self._tensor else "off",
                             doc="whether the whole pipeline runs as CUDA graphs, and how that went")
 
@@ -98,8 +95,8 @@ class Segmenter:
         return self._tensor
 
     def fall_back(self, failure):
-        """After the network failed at run time (``failure`` says how): switch to the next of its
-        plan's alternatives that loads. Returns the line that says what runs now and why."""
+        """Switch to the next of the plan's alternatives that loads, the network having failed
+        (``failure``); returns the line that says what runs now and why."""
         network, plan = load_alternative(self.plan, failure)
         if network is None:
             return f"{self.backend}/{self.precision} failed ({failure}) and nothing else can run: {plan}"
@@ -118,8 +115,10 @@ class Segmenter:
             trim_heap()
 
     def set_streams(self, streams):
-        """Run ``streams`` segment() calls at once from now on (a backend that overlaps calls)."""
-        self.network.set_streams(check_streams(streams))
+        """Run ``streams`` segment() calls at once from now on; the old count's graphs give back their pages."""
+        if check_streams(streams) != self.streams:
+            self.network.set_streams(streams)
+            trim_heap()
 
     def segment(self, images, output_resolution="input", with_confidence=False, input_size=None,
                 overlay_alpha=None, max_pixels=None, with_color=True):
