@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -241,3 +242,21 @@ def test_the_node_on_openvino_never_loads_torch(tmp_path, client):
     finally:
         code, output = node.stop(signal.SIGINT)
     assert code == 0, output
+
+
+@pytest.mark.slow
+def test_the_node_memory_benchmark_reports_rss_and_torch(capsys):
+    """tools/benchmark_node_memory end to end, briefly: a real node, a real camera, one JSON."""
+    import json
+
+    from refinenet_ros.tools import benchmark_node_memory
+    pytest.importorskip("openvino")
+    import cv2
+    folder = pathlib.Path(tempfile.mkdtemp())
+    for k in range(2):
+        cv2.imwrite(str(folder / f"{k}.png"), np.random.default_rng(k).integers(0, 256, (120, 160, 3), np.uint8))
+    assert benchmark_node_memory.main(["--frames", str(folder), "--serve", "3", "--domain-id", "63",
+                                       "--param", "backend=openvino"]) == 0
+    report = json.loads(capsys.readouterr().out)["this"]
+    assert report["rss_mb_before_first_frame"] > 0 and report["rss_mb_serving"] > 0 and report["labels"] > 0
+    assert report["torch_before"] is False and report["torch_serving"] is False
