@@ -123,9 +123,12 @@ class LiveTrial:
         return now - self._changed_since >= self.CHANGE_HELD_S
 
     def _labels_too_old(self, now, rate):
-        """Whether labels have been over AGE_TOLERANCE x older than the decided figure for
-        WATCH_S, the input rate steady (within RATE_CHANGE of the decided one) all along."""
-        if self._expected_ms is None or self.state is not TrialState.DECIDED:
+        """Whether labels have been over AGE_TOLERANCE x older than the expected figure for
+        WATCH_S, the input rate steady (within RATE_CHANGE of the decided one) all along. The
+        expected figure is the steady state's: a trial's winner was measured in a short window and
+        chosen for being the lowest, so the first window after a trial measures it (and it is what
+        is remembered); a remembered mode brings its own."""
+        if self.state is not TrialState.DECIDED or self._decided_rate is None:
             return False
         if self._watch is None:
             self._age.reset()
@@ -138,7 +141,14 @@ class LiveTrial:
         self._watch = None
         live = self._age.mean_ms()
         steady = lowest >= max(self.MIN_RATE, self._decided_rate / self.RATE_CHANGE)
-        if steady and live is not None and live > self.AGE_TOLERANCE * self._expected_ms:
+        if not steady or live is None:
+            return False
+        if self._expected_ms is None:  # the first steady window after a trial: the figure to keep
+            self._expected_ms = live
+            if self._memory is not None:
+                self._memory.remember(self._decided_rate, self.mode, live)
+            return False
+        if live > self.AGE_TOLERANCE * self._expected_ms:
             self._log(f"labels {live:.0f} ms old against {self._expected_ms:.0f} ms when {self.mode} was "
                       f"chosen: trying the modes again")
             return True
@@ -163,10 +173,7 @@ class LiveTrial:
     def _decide(self, rate):
         measured = {m: ms for m, ms in self.figures.items() if ms is not None}
         best = min(measured, key=lambda m: (measured[m], m)) if measured else self.modes[0]
-        self.state, self._decided_rate, self._watch = TrialState.DECIDED, rate, None
-        self._expected_ms = measured.get(best)
-        if self._memory is not None and best in measured:
-            self._memory.remember(rate, best, measured[best])
+        self.state, self._decided_rate, self._watch, self._expected_ms = TrialState.DECIDED, rate, None, None
         if best != self.mode:
             self.mode = best
             self._apply(best)
