@@ -3,7 +3,7 @@ live cameras (docs/node.md, "Frame intake").
 
 An explicit state machine, advanced by :meth:`LiveTrial.tick` on the node's timer::
 
-    WAITING --frames flow (>= MIN_RATE)--> SETTLING(mode) --settle_s--> MEASURING(mode) --measure_s-->
+    WAITING --frames flow (>= MIN_RATE for CHANGE_HELD_S)--> SETTLING(mode) --settle_s--> MEASURING(mode) --measure_s-->
         SETTLING(next mode) ... --> DECIDED(best, remembered)
     WAITING --frames flow, a mode remembered for these conditions (memory.py)--> DECIDED(that mode)
     DECIDED --the input rate changed RATE_CHANGE x for CHANGE_HELD_S, or the labels were over
@@ -65,6 +65,7 @@ class LiveTrial:
         self._log, self._clock, self._memory = log, clock, memory
         self._expected_ms, self._watch = None, None  # the decided figure; (since, lowest rate)
         self.remembered = False  # the mode in force was recalled, not tried
+        self._flowing_since = None  # since when frames come at MIN_RATE or more
         self.settle_s, self.measure_s = settle_s, measure_s
         self.mode = self.modes[0]
         self.state = TrialState.WAITING if len(self.modes) > 1 else TrialState.DECIDED
@@ -88,9 +89,9 @@ class LiveTrial:
         """Advance the state machine; the line that states a decision is logged, and returned."""
         now, rate = self._clock(), self._input_rate()
         if self.state in (TrialState.WAITING, TrialState.DECIDED):
-            if len(self.modes) < 2:
+            if len(self.modes) < 2 or (self.state is TrialState.WAITING and not self._flowing(now, rate)):
                 return None
-            if self.state is TrialState.WAITING and rate >= self.MIN_RATE and self._memory is not None:
+            if self.state is TrialState.WAITING and self._memory is not None:
                 recalled = self._memory.recall(rate)
                 if recalled is not None:
                     return self._adopt(*recalled, rate, now)
@@ -109,6 +110,15 @@ class LiveTrial:
             self._settle(self._queue[0], self._queue[1:], now)
             return None
         return self._decide(rate)
+
+    def _flowing(self, now, rate):
+        """Whether frames have come at MIN_RATE or more for CHANGE_HELD_S: the input rate's window
+        is full, so its band (what a remembered choice is filed under) is the camera's."""
+        if rate < self.MIN_RATE:
+            self._flowing_since = None
+            return False
+        self._flowing_since = now if self._flowing_since is None else self._flowing_since
+        return now - self._flowing_since >= self.CHANGE_HELD_S
 
     def _rate_changed(self, now, rate):
         """Whether to try (again): frames flow for the first time, or the input rate has differed
