@@ -3,8 +3,8 @@ live cameras (docs/node.md, "Frame intake").
 
 An explicit state machine, advanced by :meth:`LiveTrial.tick` on the node's timer::
 
-    WAITING --frames flow (>= MIN_RATE for CHANGE_HELD_S)--> SETTLING(mode) --settle_s--> MEASURING(mode) --measure_s-->
-        SETTLING(next mode) ... --> DECIDED(best, remembered)
+    WAITING --frames flow (>= MIN_RATE for CHANGE_HELD_S)--> SETTLING(mode) --settle_s-->
+        MEASURING(mode) --measure_s--> SETTLING(next mode) ... --> DECIDED(best, remembered)
     WAITING --frames flow, a mode remembered for these conditions (memory.py)--> DECIDED(that mode)
     DECIDED --the input rate changed RATE_CHANGE x for CHANGE_HELD_S, or the labels were over
         AGE_TOLERANCE x older than the decided figure for WATCH_S at a steady rate--> SETTLING(first)
