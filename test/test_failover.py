@@ -3,6 +3,7 @@ the next of its plan's alternatives after whole batches fail in a row, says so o
 on /diagnostics, and publishes again. With a backend made to fail after some frames
 (REFINENET_ROS_BACKEND_FAULT), and with OpenVINO's int8 model under a capped oneDNN ISA, where
 this CPU makes it fail for real."""
+import os
 import subprocess
 import sys
 import time
@@ -18,6 +19,19 @@ from refinenet_ros.ros.conversions import numpy_to_image
 from refinenet_ros.ros.failover import FAILED_BATCHES_TO_SWITCH, Failover
 
 pytestmark = pytest.mark.ros
+
+
+def failing_node(tmp_path, client, environment, **parameters):  # noqa: F811 - the fixture
+    """A node process that fails as ``environment`` makes it, served until it switched: the
+    /diagnostics values of its inference status, its labels and its output."""
+    node = NodeProcess(tmp_path, extra_env={**environment, "REFINENET_ROS_AUTOTUNE": "0"}, device="cpu",
+                       image_topics=["/cam/image_raw"], diagnostics_period=0.5, **parameters)
+    try:
+        node.wait_ready()
+        engine, labels = serve(node, client)
+    finally:
+        node.stop(2)
+    return engine, labels, node.output
 
 
 def serve(node, client, seconds=120):  # noqa: F811 - the fixture
@@ -44,16 +58,10 @@ def serve(node, client, seconds=120):  # noqa: F811 - the fixture
 
 
 def test_a_backend_failing_after_some_frames_hands_over_to_the_next(tmp_path, weights, client):  # noqa: F811
-    node = NodeProcess(tmp_path, extra_env={"REFINENET_ROS_BACKEND_FAULT": "torch:5", "REFINENET_ROS_AUTOTUNE": "0"},
-                       image_topics=["/cam/image_raw"], weights=str(weights), device="cpu", backend="torch",
-                       precision="fp32", diagnostics_period=0.5)
-    try:
-        node.wait_ready()
-        engine, _ = serve(node, client)
-    finally:
-        node.stop(2)
-    assert node.output.count("batches in a row") == 1  # one line, not one per frame
-    assert f"torch/fp32 failed {FAILED_BATCHES_TO_SWITCH} batches in a row" in node.output
+    engine, _, output = failing_node(tmp_path, client, {"REFINENET_ROS_BACKEND_FAULT": "torch:5"},
+                                     weights=str(weights), backend="torch", precision="fp32")
+    assert output.count("batches in a row") == 1  # one line, not one per frame
+    assert f"torch/fp32 failed {FAILED_BATCHES_TO_SWITCH} batches in a row" in output
     assert engine["backend"] == "onnxruntime" and "injected fault" in engine["backend_failure"]
 
 
@@ -62,7 +70,7 @@ def _openvino_int8_fails_under_avx2_cap():
              "Segmenter(weights='default', device='cpu', backend='openvino', precision='int8')"
              ".segment([np.zeros((64, 64, 3), np.uint8)])")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
-                          env={**__import__("os").environ, "ONEDNN_MAX_CPU_ISA": "AVX2"})
+                          env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"})
     return done.returncode != 0
 
 
@@ -71,14 +79,8 @@ def test_openvino_under_a_capped_isa_hands_over_to_onnx_runtime(tmp_path, client
     pytest.importorskip("openvino")
     if not _openvino_int8_fails_under_avx2_cap():
         pytest.skip("OpenVINO's int8 model runs under ONEDNN_MAX_CPU_ISA=AVX2 on this CPU: nothing fails")
-    node = NodeProcess(tmp_path, extra_env={"ONEDNN_MAX_CPU_ISA": "AVX2", "REFINENET_ROS_AUTOTUNE": "0"},
-                       image_topics=["/cam/image_raw"], weights="default", device="cpu", backend="openvino",
-                       precision="int8", diagnostics_period=0.5)
-    try:
-        node.wait_ready()
-        engine, labels = serve(node, client)
-    finally:
-        node.stop(2)
+    engine, labels, _ = failing_node(tmp_path, client, {"ONEDNN_MAX_CPU_ISA": "AVX2"}, weights="default",
+                                     backend="openvino", precision="int8")
     assert engine["backend"] == "onnxruntime" and "object is not initialized" in engine["backend_failure"]
     assert (labels[-1].width, labels[-1].height) == (160, 120)
 

@@ -16,7 +16,6 @@ import json
 import os
 import pathlib
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,6 +32,7 @@ from sensor_msgs.msg import Image
 from ..engine.frames import read_frames
 from ..ros.conversions import image_to_numpy, numpy_to_image
 from .benchmark_soak import rss_mb
+from .processes import start_node
 
 SOURCE = str(pathlib.Path(__file__).resolve().parents[2])
 
@@ -56,12 +56,7 @@ def measure(source, args, client, frames):
     (folder / "params.yaml").write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
     env = dict(os.environ, PYTHONPATH=source, REFINENET_ROS_CACHE=str(folder / "cache"),
                ROS_DOMAIN_ID=str(args.domain_id), ROS_LOG_DIR=str(folder / "log"))
-    node = subprocess.Popen([sys.executable, "-m", "refinenet_ros.ros.node", "--ros-args", "--params-file",
-                             f"{source}/config/params.yaml", "--params-file", str(folder / "params.yaml")],
-                            cwd=source, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    lines = []
-    threading.Thread(target=lambda: lines.extend(node.stdout), daemon=True).start()
+    node, lines = start_node(source, [f"{source}/config/params.yaml", folder / "params.yaml"], env)
     try:
         return _measure(node, lines, args, client, frames)
     finally:
@@ -70,11 +65,6 @@ def measure(source, args, client, frames):
 
 
 def _measure(node, lines, args, client, frames):
-    deadline = time.monotonic() + 600
-    while "segmenting" not in "".join(lines):
-        if node.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the node did not start:\n{''.join(lines)[-2000:]}")
-        time.sleep(0.2)
     time.sleep(3.0)
     maps = pathlib.Path(f"/proc/{node.pid}/maps")
     figures = {"rss_mb_before_first_frame": round(rss_mb(node.pid), 1), "torch_before": "libtorch" in maps.read_text()}

@@ -14,7 +14,6 @@ import json
 import os
 import pathlib
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,6 +29,7 @@ from sensor_msgs.msg import Image
 from ..engine.frames import read_frames
 from ..ros.conversions import numpy_to_image
 from ..ros.intake.age import mean_age_ms
+from .processes import start_node
 
 SOURCE = str(pathlib.Path(__file__).resolve().parents[2])
 
@@ -66,23 +66,8 @@ class Camera:
         return start
 
 
-def start_node(folder, env):
-    node = subprocess.Popen([sys.executable, "-m", "refinenet_ros.ros.node", "--ros-args", "--params-file",
-                             f"{SOURCE}/config/params.yaml", "--params-file", str(folder / "params.yaml")],
-                            cwd=SOURCE, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    lines = []
-    threading.Thread(target=lambda: lines.extend(node.stdout), daemon=True).start()
-    deadline = time.monotonic() + 600
-    while "segmenting" not in "".join(lines):
-        if node.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the node did not start:\n{''.join(lines)[-2000:]}")
-        time.sleep(0.2)
-    return node, lines
-
-
 def run(camera, folder, env, seconds):
-    node, lines = start_node(folder, env)
+    node, lines = start_node(SOURCE, [f"{SOURCE}/config/params.yaml", folder / "params.yaml"], env)
     try:
         camera.events.clear()
         start = camera.publish_for(seconds)

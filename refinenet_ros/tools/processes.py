@@ -5,6 +5,8 @@ import pathlib
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 from ..engine.model.shipped import config_file
 from ..ros.launch_helpers import PROFILE_QOS_VARIABLE, needs_fastdds_profile
@@ -35,6 +37,25 @@ def start_process(script, ros_args, log_path, env):
                                    stderr=subprocess.STDOUT, start_new_session=True)
     process.log_path = log_path
     return process
+
+
+def start_node(source, params_files, env, timeout=600.0):
+    """The node of checkout ``source`` (``python -m refinenet_ros.ros.node`` there, with
+    ``params_files`` in order), once active: (process, the list its output lines are collected in)."""
+    files = [arg for path in params_files for arg in ("--params-file", str(path))]
+    node = subprocess.Popen([sys.executable, "-m", "refinenet_ros.ros.node", "--ros-args", *files], cwd=source,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines = []
+    threading.Thread(target=lambda: lines.extend(node.stdout), daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while "segmenting" not in "".join(lines):
+        if node.poll() is not None or time.monotonic() > deadline:
+            if node.poll() is None:
+                os.killpg(node.pid, signal.SIGKILL)
+            raise SystemExit(f"the node of {source} did not start:\n{''.join(lines)[-2000:]}")
+        time.sleep(0.2)
+    return node, lines
 
 
 def stop_processes(processes):
