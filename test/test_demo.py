@@ -54,6 +54,8 @@ def test_demo_writes_pictures_and_report(repo_root, tmp_path, tiny_weights):
     report = json.loads((output / "report.json").read_text())
     assert report["measured_frames"] == 6 and report["output_fps"] > 0
     assert report["node_frames_in_flight"]  # measured once the node had chosen it
+    flicker = report["label_flicker"]  # None where no pixel of this synthetic video stands still
+    assert flicker is None or 0 <= flicker < 0.5
     assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["max"]
     assert report["device"] == "cpu" and report["source_name"] == "street.avi"
     assert report["classes_seen"] and all(name.startswith("class_") for name in report["classes_seen"])

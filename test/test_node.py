@@ -339,3 +339,32 @@ def test_a_static_onnx_model_keeps_its_input_size(tmp_path):
 
     node, labels = one_camera_labels(tmp_path, DOMAIN_ID + 13, check=check, weights=path, device="cpu")
     assert (labels.height, labels.width) == (64, 80)  # outputs at the frame's size
+
+
+def test_the_temporal_filter_switches_at_run_time_and_survives_a_camera_restart(ros):
+    """Filtered labels, colours and confidence go out with the input's exact header; the filter
+    is switched on and off by its parameter, and a camera whose stamps go back (a restart, a bag
+    replayed) starts its state afresh instead of stalling."""
+    node, client = ros
+    pixels = RNG.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    switched = node.set_parameters([Parameter("temporal_filter", value=True), Parameter("publish_confidence", value=True)])
+    assert all(result.successful for result in switched)
+
+    def send(sec, nanosec):
+        msg = numpy_to_image(pixels, "rgb8")
+        msg.header.frame_id, msg.header.stamp.sec, msg.header.stamp.nanosec = "cam_a_optical", sec, nanosec
+        client.image_publishers["/cam_a"].publish(msg)
+        return msg
+    for stamps in ([(5000, k * 33_000_000) for k in range(1, 6)], [(10, k * 33_000_000) for k in range(1, 4)]):
+        sent = []
+        for output in ("labels", "color", "confidence"):
+            client.wait_for(f"/cam_a/segmentation/{output}",
+                            lambda m: any(same_header(m, s) for s in sent) and m.header.stamp.sec == stamps[0][0],
+                            republish=lambda: sent.append(send(*stamps[len(sent) % len(stamps)])))
+    assert node.segmenter.temporal_filter
+    assert node.set_parameters([Parameter("temporal_filter", value=False),
+                                Parameter("publish_confidence", value=False)])[0].successful
+    sent = []
+    client.wait_for("/cam_a/segmentation/labels", lambda m: any(same_header(m, s) for s in sent),
+                    republish=lambda: sent.append(send(20, len(sent) * 1000)))
+    assert not node.segmenter.temporal_filter

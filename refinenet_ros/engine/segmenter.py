@@ -19,31 +19,22 @@ from .planning.loading import load_alternative, load_network
 from .planning.streams import check_streams
 from .processing.paths import InGraphPath, tensor_path
 from .processing.results import SegmentationResult, with_overlay
-from .processing.requests import check_scales, check_size, frame_request, network_size, static_size_refusal
+from .processing.temporal import TemporalFilter
+from .processing.requests import check_scales, check_size, frame_request, network_size
 
 __all__ = ["SegmentationResult", "Segmenter"]
 
 
 class Segmenter:
-    """Light-Weight RefineNet inference on batches of H x W x 3 uint8 RGB frames.
-
-    ``weights``: ``"default"`` (the shipped model), a checkpoint path, an ``.onnx`` file or None
-    (random initialisation, for tests and benchmarks); ``model_info``: a description file that
-    overrides the model's own (:mod:`.model.description`); ``label_map``: a label map file (or
-    :class:`.model.label_map.LabelMap`) whose classes every result is in. ``input_size``: network
-    input (h, w) every frame is resized to, or None to run each frame at its native size;
-    ``segment()`` can override it per call. ``scales`` / ``flip``: test-time multi-scale and
-    mirror averaging of softmax probabilities. ``compile``: torch.compile the model. ``streams``:
-    how many ``segment()`` calls may run at once on different threads ("auto": as
-    :mod:`.planning.streams` decides); backends that cannot overlap calls run one. ``cuda_graphs``:
-    on CUDA, run each shape's whole pipeline as a CUDA graph, checked against the eager path on
-    first use (:mod:`.processing.cuda_graphs`).
+    """Light-Weight RefineNet (or a described model's) inference on batches of H x W x 3 uint8 RGB
+    frames. Every argument, with what it does: docs/engine.md; ``weights="default"`` is the shipped
+    model, None a random one (tests, benchmarks).
     """
 
     def __init__(self, arch="mbv2", weights="default", num_classes=None, device="auto",
                  precision="auto", input_size=None, palette=None, class_names=None,
                  scales=(1.0,), flip=False, compile=False, backend="auto", streams=1,
-                 model_info=None, label_map=None, cuda_graphs=True):
+                 model_info=None, label_map=None, cuda_graphs=True, temporal_filter=False):
         self.scales, self.flip, self._cuda_graphs = check_scales(scales), bool(flip), cuda_graphs
         network, plan = load_network(
             arch=arch, weights=weights, num_classes=num_classes, device=device, precision=precision,
@@ -56,7 +47,7 @@ class Segmenter:
         self.classes = OutputClasses.of(network.description, network.model_classes, label_map, class_names,
                                         palette)
         self._use(network, plan)
-        self._memory = MemoryGuard()
+        self._memory, self.temporal_filter = MemoryGuard(), temporal_filter
         self._local = threading.local()  # per calling thread: the timings of its last call
         if compile and self.input_size is not None:  # compile now rather than on the first frame
             self.segment([np.zeros((*self.input_size, 3), np.uint8)])
@@ -103,10 +94,6 @@ class Segmenter:
         self._use(network, plan)
         return f"now running {plan.reason}"
 
-    def input_size_refusal(self, size):
-        """Why the model cannot run at network input ``size`` (a static model), or None."""
-        return static_size_refusal(self.model_name, self.fixed_input_size, size)
-
     def release_memory(self):
         """Give back what large frames left, the caller idle (cheap when there is nothing to give)."""
         if self._memory.idle_release_due():
@@ -120,21 +107,33 @@ class Segmenter:
             self.network.set_streams(streams)
             trim_heap()
 
+    temporal_filter = property(lambda self: self._temporal is not None,
+                               lambda self, on: setattr(self, "_temporal", TemporalFilter() if on else None),
+                               doc="whether segment(..., cameras=...) filters each camera's labels over time")
+
     def segment(self, images, output_resolution="input", with_confidence=False, input_size=None,
-                overlay_alpha=None, max_pixels=None, with_color=True):
+                overlay_alpha=None, max_pixels=None, with_color=True, cameras=None, times=None):
         """Segment a sequence of H x W x 3 uint8 RGB arrays; returns a list of
         :class:`SegmentationResult`, in order. ``output_resolution``: ``"input"`` (each
         frame's own size) or ``"network"`` (the network input size). ``input_size`` overrides
         the constructor's for this call; ``overlay_alpha`` (0..1) also blends an overlay;
         ``max_pixels`` downscales frames run at their native size to at most that many pixels;
-        ``with_color=False`` leaves the colours out (None) unless the overlay needs them."""
+        ``with_color=False`` leaves the colours out (None) unless the overlay needs them;
+        ``cameras`` (and ``times``, s) name each frame's camera for the temporal filter."""
         size = self.input_size if input_size is None else network_size(input_size, self.fixed_input_size)
-        request = frame_request(images, size, output_resolution, max_pixels, with_confidence,
-                                with_color or overlay_alpha is not None)
+        temporal = self._temporal if cameras is not None else None
+        with_color = with_color or overlay_alpha is not None
+        request = frame_request(images, size, output_resolution, max_pixels, with_confidence or temporal,
+                                with_color and not temporal)
         memory = self._memory.observe(request.pixels)
         path = self._graph_path if self._graph_path.takes(request, self.scales, self.flip) else self._tensor_path
         results, timings = path.run(request, memory)
         finishing = time.perf_counter()
+        if temporal is not None:
+            times = [time.monotonic()] * len(results) if times is None else times
+            results = temporal.results(results, request.frames, cameras, times, with_confidence, with_color,
+                                       self.palette)
+            timings["temporal"] = 1000 * (time.perf_counter() - finishing)
         if overlay_alpha is not None:
             results = [with_overlay(frame, result, overlay_alpha) for frame, result in zip(request.frames, results)]
         if memory:  # a spike, or back to ordinary frames: give the big temporaries' pages back

@@ -16,7 +16,8 @@ from .params import PARAMETERS, check_topics, markdown_cell, sibling_topic
 
 # Launch arguments that set a node parameter (empty = keep the params file's value).
 NODE_ARGUMENTS = ("autostart", "image_topics", "transport", "arch", "weights", "model_info", "label_map",
-                  "device", "precision", "backend", "input_width", "input_height", "output_resolution")
+                  "device", "precision", "backend", "input_width", "input_height", "output_resolution",
+                  "temporal_filter")
 # name: (default, description) of every argument of segmentation.launch.py.
 SEGMENTATION_ARGUMENTS = {
     **{name: ("", f"{PARAMETERS[name].description}"

@@ -44,7 +44,7 @@ from .params import (
 from .pipeline import Collaborators, Pipeline
 from .problems import ProblemLog
 from .signals import ignore_signals, stop_event
-from .startup import StartupError, build_segmenter, configured_lines
+from .startup import StartupError, build_segmenter, configured_lines, input_size_refusal
 
 NODE_NAME = "segmentation_node"
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
@@ -104,7 +104,7 @@ class SegmentationNode(LifecycleNode):
             raise StartupError(reason)
         self._settings = Settings.from_values(self._values)
         self.segmenter = build_segmenter(self._values)
-        reason = self.segmenter.input_size_refusal(self._settings.input_size) or streams_refusal(
+        reason = input_size_refusal(self.segmenter, self._settings.input_size) or streams_refusal(
             self._values["frames_in_flight"], self.segmenter.network.spec)
         if reason:
             raise StartupError(reason)
@@ -217,7 +217,7 @@ class SegmentationNode(LifecycleNode):
             values[parameter.name] = parameter.value
         settings = Settings.from_values(values)
         reason = check_input_pixels(values) or (
-            self.segmenter and self.segmenter.input_size_refusal(settings.input_size))
+            self.segmenter and input_size_refusal(self.segmenter, settings.input_size))
         if reason:
             return SetParametersResult(successful=False, reason=reason)
         if (values["input_width"] > 0) != (values["input_height"] > 0):

@@ -115,6 +115,9 @@ PARAMETERS = {
     # --- outputs ---
     **{parameter: Param(OUTPUTS[name].switch, f"publish <ns>/segmentation/{name} "
                         f"({OUTPUTS[name].content})", runtime=True) for parameter, name in SWITCHES.items()},
+    "temporal_filter": Param(True, "filter each camera's labels over time (moved with the image motion; "
+                             "a confident new label wins at once, flicker is held): labels, colours, "
+                             "confidence, masks and the point cloud hold still (docs/node.md)", runtime=True),
     "overlay_alpha": Param(0.5, "overlay blend: 0 = image only, 1 = colours only", runtime=True,
                            range=(0.0, 1.0)),
     # --- navigation outputs ---
@@ -166,6 +169,7 @@ class Settings:
     depth_min_m: float
     depth_max_m: float
     cloud_stride: int
+    temporal_filter: bool = True
 
     @classmethod
     def from_values(cls, values):
@@ -177,7 +181,8 @@ class Settings:
                    batch_timeout_s=values["batch_timeout_ms"] / 1000.0,
                    published=enabled_outputs(values),
                    overlay_alpha=values["overlay_alpha"], depth_min_m=values["depth_min_m"],
-                   depth_max_m=values["depth_max_m"], cloud_stride=values["cloud_stride"])
+                   depth_max_m=values["depth_max_m"], cloud_stride=values["cloud_stride"],
+                   temporal_filter=values["temporal_filter"])
 
 
 def declare_parameters(node):

@@ -152,9 +152,12 @@ class Pipeline:
         frames, outputs, images = zip(*jobs)
         start = time.perf_counter()
         try:
+            if parts.segmenter.temporal_filter != settings.temporal_filter:  # switched at run time
+                parts.segmenter.temporal_filter = settings.temporal_filter
             results = parts.segmenter.segment(
                 images, output_resolution=settings.output_resolution, input_size=settings.input_size,
-                max_pixels=settings.max_input_pixels,
+                max_pixels=settings.max_input_pixels, cameras=[frame.camera for frame in frames],
+                times=[_stamp(frame.message) for frame in frames],
                 with_confidence=any(needs(o, "confidence") for o in outputs),
                 with_color=any(needs(o, "color") for o in outputs),
                 overlay_alpha=settings.overlay_alpha if any(needs(o, "overlay") for o in outputs) else None)
@@ -225,6 +228,12 @@ class _Limit:
         with self._condition:
             self.count = count
             self._condition.notify_all()
+
+
+def _stamp(message):
+    """A frame's header stamp in seconds (the temporal filter's clock: a camera that restarts, or a
+    bag replayed again, goes back in time)."""
+    return message.header.stamp.sec + message.header.stamp.nanosec * 1e-9
 
 
 def _frame_rgb(frame):

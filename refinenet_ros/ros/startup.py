@@ -8,6 +8,12 @@ class StartupError(RuntimeError):
     """The node cannot start with its parameters; the message says which and why."""
 
 
+def input_size_refusal(segmenter, size):
+    """Why the node's model cannot run at network input ``size`` (a static model), or None."""
+    from ..engine.processing.requests import static_size_refusal
+    return static_size_refusal(segmenter.model_name, segmenter.fixed_input_size, size)
+
+
 def build_segmenter(values):
     """The Segmenter of the node's parameter ``values``; any failure is a :class:`StartupError`."""
     from ..engine import Segmenter  # torch is imported here, once main() has set the signal handlers

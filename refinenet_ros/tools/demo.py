@@ -91,13 +91,11 @@ class Recorder(Node):
         self.frames, self.warmup = frames, warmup
         self.targets = sorted({warmup + round(i * (frames - 1) / max(snapshots - 1, 1)) for i in range(snapshots)})
         self.pending = {}  # stamp -> {"input"|"labels"|...: msg, "index": n}
-        self.snapshots = []  # [(index, {kind: msg})]
-        self.latest = None
+        self.snapshots, self.latest = [], None  # [(index, {kind: msg})], the newest complete one
         self.inputs = self.segmented = 0
-        self.latencies_ms, self.output_times, self.class_pixels = [], [], {}
-        self.input_times = []  # the source's own rate, which bounds what the node can show
-        self.engine, self.dropped = {}, None  # from the node's /diagnostics
-        self.in_flight = ""  # the node's frames in flight and how it chose them; measured once chosen
+        self.latencies_ms, self.output_times, self.class_pixels, self.input_times = [], [], {}, []
+        self.engine, self.dropped, self.in_flight = {}, None, ""  # from the node's /diagnostics
+        self.flicker = demo_render.FlickerCount()  # of the measured labels, where the image stands still
         self.create_subscription(Image, f"/{CAMERA}/image_raw", self.on_input, qos_profile_sensor_data)
         for kind in OUTPUTS:
             self.create_subscription(Image, f"/{CAMERA}/segmentation/{kind}",
@@ -138,6 +136,8 @@ class Recorder(Node):
         if all(k in entry for k in ("input", "index", *OUTPUTS)):
             del self.pending[stamp]
             self.latest = (entry["index"], entry)
+            if self.settled and entry["index"] >= self.warmup:
+                self.flicker.add(to_numpy(entry["input"]), to_numpy(entry["labels"]))
             due = sum(1 for t in self.targets if t <= entry["index"])
             if len(self.snapshots) < due and entry["index"] < self.warmup + self.frames:
                 self.snapshots.append(self.latest)
@@ -267,7 +267,7 @@ def run(args):
                      frames_received=recorder.inputs, frames_segmented=recorder.segmented,
                      warmup_frames=args.warmup, wall_time_s=round(time.monotonic() - started, 1),
                      node_inference_ms_p50=recorder.engine.get("inference_ms_p50"),
-                     node_streams=int(recorder.in_flight.partition(",")[0] or 1) if recorder.in_flight[:1].isdigit() else 1,
+                     label_flicker=recorder.flicker.share(),
                      node_frames_in_flight=recorder.in_flight,
                      source_fps=demo_render.rate_over(recorder.input_times, recorder.output_times),
                      node_dropped_frames=recorder.dropped,

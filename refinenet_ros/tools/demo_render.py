@@ -71,6 +71,31 @@ def write_png(path, rgb):
         raise OSError(f"cannot write {path}")
 
 
+def still_changes(frame_a, frame_b, labels_a, labels_b):
+    """(pixels whose label changed, pixels whose image did not change in a 5x5 neighbourhood) of two
+    consecutive RGB frames and their labels: flicker is the first over the second."""
+    diff = cv2.absdiff(cv2.cvtColor(frame_a, cv2.COLOR_RGB2GRAY), cv2.cvtColor(frame_b, cv2.COLOR_RGB2GRAY))
+    still = cv2.dilate(diff, np.ones((5, 5), np.uint8)) <= 2
+    return int((still & (labels_a != labels_b)).sum()), int(still.sum())
+
+
+class FlickerCount:
+    """The demo's own flicker: :func:`still_changes` over consecutive labelled frames."""
+
+    def __init__(self):
+        self.changed = self.still = 0
+        self._previous = None
+
+    def add(self, frame, labels):
+        if self._previous is not None and self._previous[0].shape == frame.shape == (*labels.shape, 3):
+            changed, still = still_changes(self._previous[0], frame, self._previous[1], labels)
+            self.changed, self.still = self.changed + changed, self.still + still
+        self._previous = frame, labels
+
+    def share(self):
+        return round(self.changed / self.still, 5) if self.still else None
+
+
 def summary(latencies_ms, output_times, class_pixels, class_names, **facts):
     """The report dict: fps and latency over the measured frames, classes seen by pixel share."""
     fps = (len(output_times) - 1) / (output_times[-1] - output_times[0]) if len(output_times) > 1 else 0.0
@@ -89,8 +114,9 @@ def summary(latencies_ms, output_times, class_pixels, class_names, **facts):
     )
     inference = facts.get("node_inference_ms_p50")
     # what the node sustains apart from the source (a 10 frames/s video cannot show more), with
-    # node_streams frames in flight at once
-    streams = facts.get("node_streams", 1)
+    # the frames in flight at once
+    in_flight = str(facts.get("node_frames_in_flight", "")).partition(",")[0]
+    streams = int(in_flight) if in_flight.isdigit() else 1
     report["node_capacity_fps"] = round(streams * 1000.0 / float(inference), 1) if inference else None
     if facts.get("source_fps"):
         report["output_vs_source"] = round(fps / facts["source_fps"], 3)
