@@ -48,10 +48,11 @@ def serve(node, client, seconds=120):  # noqa: F811 - the fixture
         publisher.publish(frame)
         time.sleep(0.1)
         if switched_at is None and "batches in a row: now running" in node.output:
-            switched_at, count = time.monotonic(), len(labels)
-        if switched_at is not None and len(labels) > count + 3:
+            switched_at, count, reported = time.monotonic(), len(labels), len(reports)
+        # two reports after the log line: the last one was surely made after the switch
+        if switched_at is not None and len(labels) > count + 3 and len(reports) > reported + 1:
             break
-    assert switched_at is not None and len(labels) > count + 3, node.output
+    assert switched_at is not None and len(labels) > count + 3 and len(reports) > reported + 1, node.output
     values = [dict((kv.key, kv.value) for kv in s.values) for r in reports for s in r.status
               if s.name.endswith(": inference")]
     return values[-1], labels
@@ -102,6 +103,15 @@ def test_only_whole_batches_failing_in_a_row_switch_and_out_of_memory_lowers_the
     assert seg.backend == "onnxruntime" and switched == [1] and len(lines) == 1
     assert "torch/fp32 failed 3 batches in a row: now running onnxruntime/fp32 on cpu" in failover.last_switch
     assert seg.segment([np.zeros((40, 56, 3), np.uint8)])[0].labels.shape == (40, 56)
+    pytest.importorskip("openvino")
+    seen_at_swap = []
+    use = seg._use
+    seg._use = lambda network, plan: (seen_at_swap.append(failover.last_switch), use(network, plan))
+    for _ in range(FAILED_BATCHES_TO_SWITCH):
+        failover.failed(RuntimeError("second boom"), 1)
+    # /diagnostics read the backend and the failure apart: the failure is there before the swap
+    assert len(seen_at_swap) == 1 and "second boom" in seen_at_swap[0], seen_at_swap
+    assert seg.backend == "openvino"
     oom = type("OutOfMemoryError", (RuntimeError,), {})("CUDA out of memory. Tried to allocate 2.00 GiB")
     failover.failed(oom, 8)
-    assert failover.batch_size(16) == 4 and failover.batch_size(2) == 2 and seg.backend == "onnxruntime"
+    assert failover.batch_size(16) == 4 and failover.batch_size(2) == 2 and seg.backend == "openvino"

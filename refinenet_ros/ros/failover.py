@@ -42,8 +42,10 @@ class Failover:
             if self.failed_in_a_row < FAILED_BATCHES_TO_SWITCH:
                 return
             self.failed_in_a_row = 0
-            failed = f"{self.segmenter.backend}/{self.segmenter.precision}"
-            line = self.segmenter.fall_back(reason)
-            self.last_switch = f"{failed} failed {FAILED_BATCHES_TO_SWITCH} batches in a row: {line}"
+            failed = (f"{self.segmenter.backend}/{self.segmenter.precision} failed "
+                      f"{FAILED_BATCHES_TO_SWITCH} batches in a row")
+            # said before the swap: a report that shows the next backend also shows why
+            self.last_switch = f"{failed} ({reason}): switching to the next backend"
+            self.last_switch = f"{failed}: {self.segmenter.fall_back(reason)}"
         self._log(self.last_switch)
         self._on_switch()
