@@ -41,6 +41,15 @@ def node_command():
 START_TIMEOUT_S = 300.0
 
 
+def without_torch(folder):
+    """Environment variables under which Python processes find no torch, as on a robot where it is
+    not installed: a ``sitecustomize`` in ``folder`` makes ``import torch`` fail and
+    ``importlib.util.find_spec("torch")`` answer None."""
+    (folder / "sitecustomize.py").write_text(
+        'import sys\nfor _name in ("torch", "torchvision"):\n    sys.modules[_name] = None\n')
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))}
+
+
 class NodeProcess:
     """The node as a child process; its output is collected by a thread."""
 
@@ -217,14 +226,18 @@ def test_default_weights_missing_gives_a_clear_error(tmp_path):
     assert "camvid_mbv2.pth" in output and "not found" in output and "Traceback" not in output
 
 
-def test_the_node_on_openvino_never_loads_torch(tmp_path, client):
-    """The CPU runtime path needs no torch: OpenVINO runs the whole frame in its graph, so the node
-    process (device auto on a machine without an NVIDIA driver, the shipped model) never maps
-    libtorch, before its first frame and while it serves."""
-    pytest.importorskip("openvino")
+@pytest.mark.parametrize("backend, torch_installed", [("openvino", True), ("onnxruntime", False)])
+def test_the_node_on_a_cpu_runtime_never_loads_torch(tmp_path, client, backend, torch_installed):
+    """The CPU runtime path needs no torch: OpenVINO and ONNX Runtime run the whole frame in their
+    graphs, so the node process (device auto on a machine without an NVIDIA driver, the shipped
+    model) never maps libtorch, before its first frame and while it serves; with ONNX Runtime, on
+    a robot where torch is not installed at all."""
+    pytest.importorskip(backend)
     if not os.environ.get("REFINENET_ROS_CPU") and any(os.path.exists(p) for p in ("/dev/nvidia0", "/dev/nvgpu")):
         pytest.skip("an NVIDIA driver is here: device auto asks torch whether CUDA runs")
-    node = NodeProcess(tmp_path, image_topics=["/cam/image_raw"], weights="default", backend="openvino")
+    environment = {} if torch_installed else without_torch(tmp_path)
+    node = NodeProcess(tmp_path, extra_env=environment, image_topics=["/cam/image_raw"], weights="default",
+                       backend=backend)
     try:
         node.wait_ready()
         maps = pathlib.Path(f"/proc/{node.process.pid}/maps")

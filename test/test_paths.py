@@ -1,5 +1,5 @@
 """The two paths a request takes through a network (engine/processing/paths.py), held to the same
-results field by field on one OpenVINO network: labels, confidence, a label map's merged
+results field by field on the OpenVINO and the ONNX Runtime networks: labels, confidence, a label map's merged
 confidence, padding to size_multiple, label dtype and colours; and the in-graph path's memory bound
 counts the model's classes, which its graph upsamples, not a label map's fewer output classes."""
 import numpy as np
@@ -10,7 +10,6 @@ from refinenet_ros.engine.frames import synthetic_frame
 from refinenet_ros.engine.processing import paths
 from refinenet_ros.engine.processing.requests import frame_request
 
-pytest.importorskip("openvino")
 NAV2 = "config/label_maps/camvid_nav2.yaml"
 
 
@@ -21,12 +20,14 @@ def padded_description(tmp_path_factory):
     return str(path)
 
 
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
 @pytest.mark.parametrize("label_map", [None, NAV2])
 @pytest.mark.parametrize("padded", [False, True])
 @pytest.mark.parametrize("size, output_resolution", [(None, "input"), ((200, 264), "network")])
-def test_both_paths_give_the_same_results_field_by_field(repo_root, padded_description, label_map, padded,
-                                                         size, output_resolution):
-    seg = Segmenter(weights="default", device="cpu", precision="fp32", backend="openvino",
+def test_both_paths_give_the_same_results_field_by_field(repo_root, padded_description, backend, label_map,
+                                                         padded, size, output_resolution):
+    pytest.importorskip(backend)
+    seg = Segmenter(weights="default", device="cpu", precision="fp32", backend=backend,
                     label_map=label_map and str(repo_root / label_map),
                     model_info=padded_description if padded else None)
     frames = [synthetic_frame(180, 244, seed=1), synthetic_frame(120, 160, seed=2)]
@@ -50,6 +51,7 @@ def test_both_paths_give_the_same_results_field_by_field(repo_root, padded_descr
 
 
 def test_the_in_graph_bound_counts_the_model_classes_not_the_output_classes(repo_root, monkeypatch):
+    pytest.importorskip("openvino")
     seg = Segmenter(weights="default", device="cpu", precision="fp32", backend="openvino",
                     label_map=str(repo_root / NAV2))
     assert (seg.num_classes, seg.network.model_classes) == (3, 11)

@@ -42,6 +42,10 @@ class BackendSpec:
         if not self.installed():
             missing = [n for n in self.requires if importlib.util.find_spec(n) is None]
             return f"the {self.name} backend is not installed (missing: {', '.join(missing)})"
+        if kind != ".onnx" and importlib.util.find_spec("torch") is None:
+            what = "a random model" if kind is RANDOM_INIT else f"{kind} files"
+            return (f"the {self.name} backend runs {what} as an ONNX export, and exporting needs torch "
+                    f"(not installed): pass an .onnx model (refinenet-export writes one)")
         return None
 
 

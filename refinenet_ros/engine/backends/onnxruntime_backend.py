@@ -4,7 +4,9 @@ framework's with a description: docs/models.md), on a CPU (fp32, int8 QDQ) or CU
 :class:`OnnxModel` is one session: :meth:`OnnxModel.run` takes and returns numpy arrays in
 whatever format the graph has (uint8 input, label output), so it also works where PyTorch is
 not installed; ``__call__`` takes the engine's normalised float NCHW tensor. ONNX Runtime takes
-CPU arrays, so the Segmenter's pre- and post-processing run on the CPU.
+CPU arrays, so a frame's pre- and post-processing run on the CPU: in ONNX Runtime's own graphs
+around the model (:mod:`.onnxruntime_graph`), or in the engine's torch code where a request needs
+it (several scales, flips, very large outputs).
 """
 import os
 
@@ -167,11 +169,13 @@ class OnnxModel:
 
 class OnnxRuntimeNetwork(Network):
     """A described ONNX model (or this package's ``.pth``, exported for it) in ONNX Runtime; one
-    call at a time (its intra-op threads already use every core)."""
+    call at a time (its intra-op threads already use every core). A frame's whole pipeline runs
+    in ONNX Runtime too (:meth:`segment_frame`): small graphs before and after the model's
+    session (:mod:`.onnxruntime_graph`), so that serving frames needs no PyTorch."""
 
     spec = BackendSpec("onnxruntime", reads=(".pth", ".onnx", RANDOM_INIT),
                        runs={"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16")},
-                       requires=("onnxruntime", "onnx", "torch"))  # the engine's pre- and post-processing
+                       requires=("onnxruntime", "onnx"), whole_frame=True)
 
     def __init__(self, path, device_request, precision, description):
         self.model = OnnxModel(path, device_request, description=description)
@@ -182,6 +186,8 @@ class OnnxRuntimeNetwork(Network):
         self.device, self.precision = Device("cpu"), precision  # the engine's tensors stay on the CPU
         self.description = with_probed_classes(self, path, dims, self.model.run)
         self.model_classes = self.description.num_classes
+        from .onnxruntime_graph import FrameSessions  # onnx, imported where a network is made
+        self._frame_sessions = FrameSessions(self.description)
 
     @classmethod
     def load(cls, plan):
@@ -194,6 +200,19 @@ class OnnxRuntimeNetwork(Network):
     def __call__(self, x, memory=None):
         return one_frame_at_a_time_on_cpu(lambda part: self.model(part, memory), x.float().contiguous(),
                                           self.device)
+
+    def segment_frame(self, frame, network_size, output_size, with_confidence=False, label_map=None,
+                      memory=None):
+        """(labels H x W uint8/uint16, confidence H x W float32 or None) of one H x W x 3 uint8
+        RGB frame run at ``network_size`` with outputs at ``output_size``; a labels model gives
+        no confidence. ``label_map``: labels and confidence in its classes."""
+        if self.model.input_mode != "float_nchw":
+            raise OnnxModelError(f"{self.model.path} takes {self.model.input_mode} input; the engine's "
+                                 f"frame pipeline feeds float NCHW (export without --uint8-input)")
+        with_confidence = bool(with_confidence) and self.description.gives_confidence
+        x = self._frame_sessions.preprocess(frame, network_size)
+        scores = self.model.run(x, memory)
+        return self._frame_sessions.postprocess(scores, network_size, output_size, with_confidence, label_map)
 
     def release_memory(self):
         self.model.release_memory()
