@@ -23,9 +23,9 @@ LABEL_TYPES = {np.uint8: TensorProto.UINT8, np.uint16: TensorProto.UINT16}
 
 
 def preprocess_graph(spec, resize=True):
-    """(image uint8 1 x h x w x 3, sizes int64 [1, 3, H, W], pads int64[8]) -> the model's input,
+    """(image uint8 1 x h x w x 3, pads int64[8], sizes int64 [1, 3, H, W]) -> the model's input,
     as :class:`..model.description.InputSpec` ``spec`` says; ``resize`` False: for frames at the
-    network's size (``sizes`` unused), where even an identity resize costs a pass over the frame."""
+    network's size (no ``sizes``), where even an identity resize costs a pass over the frame."""
     a, b = spec.affine()
     graph = _Graph()
     x = graph.node("Transpose", [graph.node("Cast", ["image"], to=TensorProto.FLOAT)], perm=[0, 3, 1, 2])
@@ -36,10 +36,10 @@ def preprocess_graph(spec, resize=True):
     x = graph.node("Mul", [x, graph.constant(np.asarray(a, np.float32).reshape(1, 3, 1, 1))])
     x = graph.node("Add", [x, graph.constant(np.asarray(b, np.float32).reshape(1, 3, 1, 1))])
     graph.node("Pad", [x, "pads"], output="input")
-    return graph.model(
-        [_tensor("image", TensorProto.UINT8, [1, "height", "width", 3]), _tensor("sizes", TensorProto.INT64, [4]),
-         _tensor("pads", TensorProto.INT64, [8])],
-        [_tensor("input", TensorProto.FLOAT, [1, 3, "network_height", "network_width"])])
+    inputs = [_tensor("image", TensorProto.UINT8, [1, "height", "width", 3]), _tensor("pads", TensorProto.INT64, [8])]
+    if resize:
+        inputs.append(_tensor("sizes", TensorProto.INT64, [4]))
+    return graph.model(inputs, [_tensor("input", TensorProto.FLOAT, [1, 3, "network_height", "network_width"])])
 
 
 def postprocess_graph(description, with_confidence, label_map=None):
@@ -77,19 +77,20 @@ def _top_class(graph, scores, with_confidence, probabilities, label_map):
     labels = graph.node("ArgMax", [scores], axis=1, keepdims=0, select_last_index=0)  # the first top class
     if not with_confidence:
         return labels, None
-    if label_map is not None:
-        probs = scores if probabilities else graph.node("Softmax", [scores], axis=1)
-        groups = graph.constant(label_map.groups[:, :, None, None].astype(np.float32))
-        mapped = graph.node("Gather", [graph.constant(label_map.lut.astype(np.int64)), labels], axis=0)
-        merged = graph.node("Conv", [probs, groups])
-        picked = graph.node("GatherElements", [merged, graph.node("Unsqueeze", [mapped, _axis(graph)])], axis=1)
-        return mapped, graph.node("Squeeze", [picked, _axis(graph)])
-    top = graph.node("ReduceMax", [scores], axes=[1], keepdims=1)
-    if probabilities:
-        return labels, graph.node("Squeeze", [top, _axis(graph)])
-    total = graph.node("ReduceSum", [graph.node("Exp", [graph.node("Sub", [scores, top])]), _axis(graph)],
-                       keepdims=0)
-    return labels, graph.node("Reciprocal", [total])
+    if probabilities and label_map is None:
+        return labels, graph.node("ReduceMax", [scores], axes=[1], keepdims=0)
+    # shares of the probability: exp(logit - top logit), summed over classes once (a Softmax on
+    # the channel axis of NCHW transposes twice)
+    shares = scores if probabilities else graph.node(
+        "Exp", [graph.node("Sub", [scores, graph.node("ReduceMax", [scores], axes=[1], keepdims=1)])])
+    total = graph.node("ReduceSum", [shares, _axis(graph)], keepdims=0)
+    if label_map is None:
+        return labels, graph.node("Reciprocal", [total])
+    groups = graph.constant(label_map.groups[:, :, None, None].astype(np.float32))
+    mapped = graph.node("Gather", [graph.constant(label_map.lut.astype(np.int64)), labels], axis=0)
+    merged = graph.node("Conv", [shares, groups])  # per mapped class, the shares of its model classes
+    picked = graph.node("GatherElements", [merged, graph.node("Unsqueeze", [mapped, _axis(graph)])], axis=1)
+    return mapped, graph.node("Div", [graph.node("Squeeze", [picked, _axis(graph)]), total])
 
 
 def _nearest_labels(graph, labels):
@@ -182,5 +183,8 @@ def _small_session(graph):
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.enable_cpu_mem_arena = False
+    # no layout optimisations: they put a label map's 1x1 Conv in blocked layout, and reordering
+    # its full-size output back cost more than the Conv
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
