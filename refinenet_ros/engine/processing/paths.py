@@ -6,11 +6,13 @@
   :mod:`.cuda_graphs`) and come back as uint8 (or uint16) arrays; multi-scale and mirror averaging
   of probabilities go step by step instead. Outputs of any size stay in bounded memory.
 - :class:`InGraphPath`: a backend whose runtime runs a uint8 frame's whole pipeline in one graph
-  (``spec.whole_frame``: OpenVINO); only the palette lookup stays here. It takes single-scale
-  requests whose outputs fit all of the model's class maps at once, and needs no torch.
+  (``spec.whole_frame``: OpenVINO, ONNX Runtime); only the palette lookup stays here. It takes
+  single-scale requests whose outputs fit all of the model's class maps at once (any size where
+  torch is not installed), and needs no torch.
 
 torch is imported by the tensor path's methods only.
 """
+import importlib.util
 import time
 import warnings
 
@@ -137,7 +139,9 @@ class InGraphPath:
         if not self.network.spec.whole_frame or tuple(scales) != (1.0,) or flip:
             return False
         classes = self.network.model_classes
-        return all(h * w * classes <= MAX_SCORE_ELEMENTS for h, w in request.output_sizes)
+        # without torch the bounded path cannot run at all: better the graph's memory than no labels
+        return (all(h * w * classes <= MAX_SCORE_ELEMENTS for h, w in request.output_sizes)
+                or importlib.util.find_spec("torch") is None)
 
     def run(self, request, memory=None):
         clock, results = StageClock(None), []
