@@ -6,8 +6,8 @@ import torch
 
 from refinenet_ros import Segmenter
 from refinenet_ros.engine.backends.export import ExportWrapper, export_onnx, load_fused_model
-from refinenet_ros.engine.processing.upsample import top_class
 from refinenet_ros.models import create_model
+from top_class_ties import check_ties_go_to_the_lowest_index
 
 ov = pytest.importorskip("openvino")
 
@@ -58,22 +58,14 @@ def test_in_graph_pipeline_gives_the_torch_engine_s_labels(engines, frame_size, 
 def test_in_graph_top_class_breaks_ties_to_the_lowest_index(with_confidence):
     import openvino.opset13 as ops
     from refinenet_ros.engine.backends.openvino_graph import top_class_nodes as _top_class_nodes
-    torch.manual_seed(0)
-    logits = torch.randn(1, 6, 9, 13)
-    logits[:, 3] = logits[:, 1] = logits.max(1).values + 1  # exact ties at every pixel: 1 wins
-    logits[:, :, :4] = torch.randn(1, 6, 4, 13)        # and ordinary pixels too
     parameter = ops.parameter([1, 6, 9, 13], np.float32)
-    for size in [(9, 13), (37, 50)]:
+
+    def run(logits, size):
         nodes = _top_class_nodes(parameter.output(0), size, 6, with_confidence)
         compiled = ov.Core().compile_model(ov.Model([ops.result(n) for n in nodes], [parameter]), "CPU",
                                            {"INFERENCE_PRECISION_HINT": "f32"})
-        outputs = compiled({0: logits.numpy()})
-        labels, confidence = top_class(logits, size, with_confidence)
-        np.testing.assert_array_equal(outputs[0][0], labels[0].numpy())
-        if with_confidence:
-            np.testing.assert_allclose(outputs[1][0], confidence[0].numpy(), rtol=1e-5)
-        if size == (9, 13):
-            assert (outputs[0][0][4:] == 1).all()
+        return compiled({0: logits})
+    check_ties_go_to_the_lowest_index(run, with_confidence)
 
 
 def test_graphs_are_bounded_and_an_unusual_frame_s_is_not_kept(engines):
