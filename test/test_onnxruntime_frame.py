@@ -84,13 +84,17 @@ def test_one_session_serves_every_size_and_only_variants_add_sessions(repo_root)
 
 
 def test_without_torch_installed_the_shipped_int8_model_runs_and_float_weights_say_why_not(repo_root, tmp_path):
-    """Even outputs too large for the graph's unbounded memory run there: the bounded path needs torch."""
+    """Even outputs too large for the graph's unbounded memory run there (the bounded path needs
+    torch); several scales, which average in torch, are refused at once."""
     from test_node_process import without_torch
     code = ("import numpy as np; from refinenet_ros import Segmenter\n"
             "seg = Segmenter(weights='default', device='cpu', backend='onnxruntime')\n"
             "assert seg.precision == 'int8' and seg.segment([np.zeros((64, 96, 3), np.uint8)])[0].labels.shape == (64, 96)\n"
             "from refinenet_ros.engine.processing import paths; paths.MAX_SCORE_ELEMENTS = 1000\n"
             "assert seg.segment([np.zeros((64, 96, 3), np.uint8)])[0].labels.shape == (64, 96)  # not bounded, but labels\n"
+            "try:\n    Segmenter(weights='default', device='cpu', backend='onnxruntime', scales=(1.0, 0.5))\n"
+            "except ValueError as e:\n    assert 'torch is not installed: run one scale without flip' in str(e), e\n"
+            "else:\n    raise AssertionError('scales without torch')\n"
             "Segmenter(weights='default', device='cpu', precision='fp32')")
     environment = {**os.environ, "REFINENET_ROS_AUTOTUNE": "0"}
     environment["PYTHONPATH"] = without_torch(tmp_path)["PYTHONPATH"] + os.pathsep + str(repo_root)

@@ -20,7 +20,7 @@ from .planning.streams import check_streams
 from .processing.paths import InGraphPath, tensor_path
 from .processing.results import SegmentationResult, with_overlay
 from .processing.temporal import TemporalFilter
-from .processing.requests import check_scales, check_size, frame_request, network_size
+from .processing.requests import check_averaging, check_scales, check_size, frame_request, network_size
 
 __all__ = ["SegmentationResult", "Segmenter"]
 
@@ -40,9 +40,7 @@ class Segmenter:
             arch=arch, weights=weights, num_classes=num_classes, device=device, precision=precision,
             backend=backend, compile=compile, input_size=check_size(input_size, "input_size"),
             streams=check_streams(streams), model_info=model_info)
-        if (self.scales != (1.0,) or self.flip) and not network.description.gives_confidence:
-            raise ValueError(f"scales and flip average probabilities; {network.description.name} outputs "
-                             f"labels only")
+        check_averaging(self.scales, self.flip, network.description)
         self.input_size = network_size(input_size, network.fixed_input_size)
         self.classes = OutputClasses.of(network.description, network.model_classes, label_map, class_names,
                                         palette)

@@ -1,5 +1,6 @@
 """One ``segment()`` call, checked: its frames, the network size and output size of each, and the
 outputs asked for; every argument refused with an error that says what and where."""
+import importlib.util
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,6 +90,18 @@ def static_size_refusal(model_name, fixed, size):
         return (f"the model {model_name} only takes {fixed[1]}x{fixed[0]} input (a static model); "
                 f"set input_width/input_height to 0 or to that size")
     return None
+
+
+def check_averaging(scales, flip, description):
+    """Refuse several ``scales`` or a ``flip`` where they cannot run: they average probabilities,
+    in the engine's torch code."""
+    if tuple(scales) == (1.0,) and not flip:
+        return
+    if not description.gives_confidence:
+        raise ValueError(f"scales and flip average probabilities; {description.name} outputs labels only")
+    if importlib.util.find_spec("torch") is None:
+        raise ValueError("scales and flip average probabilities in the engine's torch code, and torch is not "
+                         "installed: run one scale without flip, or install torch")
 
 
 def check_scales(scales):
