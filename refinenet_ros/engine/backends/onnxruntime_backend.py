@@ -210,9 +210,10 @@ class OnnxRuntimeNetwork(Network):
             raise OnnxModelError(f"{self.model.path} takes {self.model.input_mode} input; the engine's "
                                  f"frame pipeline feeds float NCHW (export without --uint8-input)")
         with_confidence = bool(with_confidence) and self.description.gives_confidence
-        x = self._frame_sessions.preprocess(frame, network_size)
+        x = self._frame_sessions.preprocess(frame, network_size, memory)
         scores = self.model.run(x, memory)
-        return self._frame_sessions.postprocess(scores, network_size, output_size, with_confidence, label_map)
+        return self._frame_sessions.postprocess(scores, network_size, output_size, with_confidence, label_map,
+                                                memory)
 
     def release_memory(self):
         self.model.release_memory()

@@ -15,6 +15,7 @@ import threading
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
+from ..hardware.memory import RELEASE, SPIKE
 from ..model.classes import label_dtype
 
 OPSET = 17
@@ -132,23 +133,27 @@ class _Graph:
 
 
 class FrameSessions:
-    """The sessions of :mod:`.onnxruntime_graph`'s graphs for one model, made when first asked for.
-    They run on the CPU, without a memory arena: what a large frame took is given back at once."""
+    """The sessions of this module's graphs for one model, made when first asked for. They run on
+    the CPU; their arenas give back their peak after a ``memory`` SPIKE or RELEASE
+    (:mod:`..hardware.memory`), as the model's does."""
 
     MAX_KEPT = 8  # post-processing graphs differ by confidence and label map only
 
     def __init__(self, description):
+        import onnxruntime as ort
         self.description, self._sessions, self._lock = description, {}, threading.Lock()
+        self._shrink = ort.RunOptions()
+        self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
-    def preprocess(self, frame, network_size):
+    def preprocess(self, frame, network_size, memory=None):
         resize = tuple(frame.shape[:2]) != tuple(network_size)
         padded = self.description.input.padded(network_size)
         return self._run(("pre", resize), {
             "image": np.ascontiguousarray(frame[None]), "sizes": np.array([1, 3, *network_size], np.int64),
             "pads": np.array([0, 0, 0, 0, 0, 0, padded[0] - network_size[0], padded[1] - network_size[1]],
-                             np.int64)})[0]
+                             np.int64)}, memory)[0]
 
-    def postprocess(self, scores, network_size, output_size, with_confidence, label_map):
+    def postprocess(self, scores, network_size, output_size, with_confidence, label_map, memory=None):
         if self.description.output == "labels":
             scores = scores.reshape(1, 1, *scores.shape[-2:]).astype(np.int64, copy=False)
         else:
@@ -156,13 +161,14 @@ class FrameSessions:
         kept = self.description.input.kept(scores.shape[-2:], network_size)
         outputs = self._run(("post", with_confidence, None if label_map is None else label_map.key), {
             "scores": scores, "kept": np.array(kept, np.int64),
-            "sizes": np.array([1, scores.shape[1], *output_size], np.int64)}, label_map)
+            "sizes": np.array([1, scores.shape[1], *output_size], np.int64)}, memory, label_map)
         return outputs[0][0], (outputs[1][0] if with_confidence else None)
 
-    def _run(self, key, feeds, label_map=None):
+    def _run(self, key, feeds, memory, label_map=None):
         session = self._session(key, label_map)
         names = {i.name for i in session.get_inputs()}
-        return session.run(None, {name: value for name, value in feeds.items() if name in names})
+        options = self._shrink if memory in (SPIKE, RELEASE) else None
+        return session.run(None, {name: value for name, value in feeds.items() if name in names}, options)
 
     def _session(self, key, label_map):
         with self._lock:
@@ -182,7 +188,6 @@ class FrameSessions:
 def _small_session(graph):
     import onnxruntime as ort
     options = ort.SessionOptions()
-    options.enable_cpu_mem_arena = False
     # no layout optimisations: they put a label map's 1x1 Conv in blocked layout, and reordering
     # its full-size output back cost more than the Conv
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
