@@ -72,7 +72,7 @@ def test_more_than_255_classes_give_uint16_labels(tmp_path):
     assert seg.last_timings["preprocess"] == 0.0  # the whole frame ran in ONNX Runtime
 
 
-def test_one_session_serves_every_size_and_only_variants_add_sessions(repo_root):
+def test_one_session_serves_every_size_only_variants_add_sessions_and_idle_frees_them(repo_root):
     seg = Segmenter(weights="default", device="cpu", precision="int8", backend="onnxruntime")
     sessions = seg.network._frame_sessions._sessions
     for size in [(40, 56), (64, 80), (120, 160), (41, 57)]:
@@ -81,6 +81,8 @@ def test_one_session_serves_every_size_and_only_variants_add_sessions(repo_root)
     assert sorted(sessions, key=str) == [("post", True, None), ("pre", False)]
     seg.segment([np.zeros((40, 56, 3), np.uint8)], input_size=(32, 48))
     assert len(sessions) == 4  # a resize, no confidence
+    seg.network.release_memory()  # idle: the sessions go with their arenas, and come back when asked
+    assert not sessions and seg.segment([np.zeros((40, 56, 3), np.uint8)])[0].labels.shape == (40, 56)
 
 
 def test_without_torch_installed_the_shipped_int8_model_runs_and_float_weights_say_why_not(repo_root, tmp_path):

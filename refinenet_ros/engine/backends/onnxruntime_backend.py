@@ -206,9 +206,6 @@ class OnnxRuntimeNetwork(Network):
         """(labels H x W uint8/uint16, confidence H x W float32 or None) of one H x W x 3 uint8
         RGB frame run at ``network_size`` with outputs at ``output_size``; a labels model gives
         no confidence. ``label_map``: labels and confidence in its classes."""
-        if self.model.input_mode != "float_nchw":
-            raise OnnxModelError(f"{self.model.path} takes {self.model.input_mode} input; the engine's "
-                                 f"frame pipeline feeds float NCHW (export without --uint8-input)")
         with_confidence = bool(with_confidence) and self.description.gives_confidence
         x = self._frame_sessions.preprocess(frame, network_size, memory)
         scores = self.model.run(x, memory)
@@ -217,6 +214,7 @@ class OnnxRuntimeNetwork(Network):
 
     def release_memory(self):
         self.model.release_memory()
+        self._frame_sessions.release()
 
 
 def _dims(shape):

@@ -164,6 +164,11 @@ class FrameSessions:
             "sizes": np.array([1, scores.shape[1], *output_size], np.int64)}, memory, label_map)
         return outputs[0][0], (outputs[1][0] if with_confidence else None)
 
+    def release(self):
+        """Idle after large inputs: the sessions go with their arenas (made again in milliseconds)."""
+        with self._lock:
+            self._sessions.clear()
+
     def _run(self, key, feeds, memory, label_map=None):
         session = self._session(key, label_map)
         names = {i.name for i in session.get_inputs()}
